@@ -1,0 +1,1 @@
+"""nica-pro backend: a FastAPI app, its database layer and the Hugging Face model cache."""

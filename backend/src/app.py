@@ -1,0 +1,49 @@
+"""The FastAPI application factory; no environment access here (see src.main)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from src.api import collections, health, models
+from src.database.migrations import head_revision
+from src.database.session import create_engine_from_settings
+from src.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Short: /readyz must answer quickly when the database is down (libpq's minimum is 2 s).
+DB_CONNECT_TIMEOUT_S = 2
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.migration_head = head_revision()
+        app.state.engine = create_engine_from_settings(
+            settings, connect_timeout=DB_CONNECT_TIMEOUT_S
+        )
+        # Start-up work that needs the cached models (e.g. loading an encoder from the
+        # snapshot for POST /v1/embeddings) goes here, reading only the local cache.
+        logger.info(
+            "startup: database %s, schema head %s, HF_HOME %s, models %s",
+            settings.database_url_safe,
+            app.state.migration_head,
+            settings.hf_home,
+            ", ".join(str(m) for m in settings.models) or "(none)",
+        )
+        try:
+            yield
+        finally:
+            app.state.engine.dispose()
+            logger.info("shutdown: database connections closed")
+
+    app = FastAPI(title="nica-pro backend", version="1.0.0", lifespan=lifespan)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(collections.router)
+    return app

@@ -1,0 +1,1 @@
+"""PostgreSQL access: ORM models, engine factory, Alembic migrations and the seed data."""

@@ -1,0 +1,71 @@
+"""Which models the app needs: `HF_MODEL_REPOS` parsed into ModelSpec values."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# One part of a repo id, as the Hub accepts it: letters, digits, '-', '_', '.', starting and
+# ending with a letter or digit, at most 96 characters.
+_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+# A branch, tag or commit: git ref characters only, no '..' and no empty path component.
+_REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A Hub model repository at a revision (branch, tag or commit)."""
+
+    repo_id: str
+    revision: str
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}@{self.revision}"
+
+    @property
+    def cache_folder(self) -> str:
+        """The repo's folder name in huggingface_hub's cache (`models--org--name`)."""
+        return "models--" + self.repo_id.replace("/", "--")
+
+
+def is_valid_revision(revision: str) -> bool:
+    return (
+        _REVISION_RE.match(revision) is not None
+        and ".." not in revision
+        and "//" not in revision
+        and not revision.endswith(("/", ".lock"))
+    )
+
+
+def is_valid_repo_id(repo_id: str) -> bool:
+    return _REPO_ID_RE.match(repo_id) is not None and "--" not in repo_id and ".." not in repo_id
+
+
+def parse_model_repos(value: str, default_revision: str) -> list[ModelSpec]:
+    """Parse `org/name[@revision], ...`; empty entries are ignored.
+
+    Raises ValueError (one line, naming the entry) for a malformed entry or a repeated repo.
+    """
+    if not is_valid_revision(default_revision):
+        raise ValueError(f"default revision {default_revision!r} is not a valid git revision")
+    specs: list[ModelSpec] = []
+    seen: set[str] = set()
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        repo_id, at, revision = entry.partition("@")
+        repo_id = repo_id.strip()
+        revision = revision.strip()
+        if not is_valid_repo_id(repo_id):
+            raise ValueError(f"entry {entry!r} is not of the form namespace/name[@revision]")
+        if at and not revision:
+            raise ValueError(f"entry {entry!r} has an empty revision after '@'")
+        if at and not is_valid_revision(revision):
+            raise ValueError(f"entry {entry!r} has an invalid revision {revision!r}")
+        if repo_id in seen:
+            raise ValueError(f"entry {entry!r} repeats repository {repo_id}")
+        seen.add(repo_id)
+        specs.append(ModelSpec(repo_id, revision if at else default_revision))
+    return specs

@@ -1,0 +1,111 @@
+"""Configuration from the environment, checked once, with one clear error naming the variable.
+
+DATABASE_URL            postgresql+psycopg://USER@HOST:PORT/DB   (required, no password in it)
+DATABASE_PASSWORD_FILE  file whose stripped content is the database password (optional)
+HF_HOME                 model cache root (default /var/huggingface)
+HF_MODEL_REPOS          comma separated org/name[@revision] (default: none)
+HF_REVISION             revision of entries without '@' (default main)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from src.model_cache.spec import ModelSpec, is_valid_revision, parse_model_repos
+
+DEFAULT_HF_HOME = "/var/huggingface"
+DEFAULT_REVISION = "main"
+DRIVER = "postgresql+psycopg"
+
+
+class ConfigError(ValueError):
+    """Bad configuration; str() is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: URL  # carries the password; renders as *** with str()/repr()
+    hf_home: Path
+    models: tuple[ModelSpec, ...]
+
+    @property
+    def database_url_safe(self) -> str:
+        return render_url(self.database_url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=database_url_from_env(env),
+            hf_home=hf_home_from_env(env),
+            models=tuple(model_specs_from_env(env)),
+        )
+
+
+def render_url(url: URL) -> str:
+    """The URL for messages and logs: the password, if any, shown as ***."""
+    return url.render_as_string(hide_password=True)
+
+
+def database_url_from_env(env: Mapping[str, str]) -> URL:
+    raw = env.get("DATABASE_URL", "").strip()
+    if not raw:
+        raise ConfigError(
+            "DATABASE_URL is not set (e.g. postgresql+psycopg://app@postgres:5432/app)"
+        )
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        # The value itself is not echoed: it might hold a password.
+        raise ConfigError(
+            "DATABASE_URL is not a valid URL (e.g. postgresql+psycopg://app@postgres:5432/app)"
+        ) from None
+    if url.password is not None:
+        raise ConfigError(
+            "DATABASE_URL must not contain a password; put it in the file named by "
+            "DATABASE_PASSWORD_FILE"
+        )
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername=DRIVER)
+    if url.drivername != DRIVER:
+        raise ConfigError(f"DATABASE_URL must start with {DRIVER}://, not {url.drivername}://")
+    if not url.database:
+        raise ConfigError(f"DATABASE_URL names no database: {render_url(url)}")
+    password = _read_password(env.get("DATABASE_PASSWORD_FILE", "").strip())
+    return url if password is None else url.set(password=password)
+
+
+def _read_password(path: str) -> str | None:
+    if not path:
+        return None
+    try:
+        password = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"DATABASE_PASSWORD_FILE: cannot read {path}: {error.strerror}") from None
+    if not password:
+        raise ConfigError(f"DATABASE_PASSWORD_FILE: {path} is empty")
+    return password
+
+
+def hf_home_from_env(env: Mapping[str, str]) -> Path:
+    value = env.get("HF_HOME", "").strip() or DEFAULT_HF_HOME
+    path = Path(value)
+    if not path.is_absolute():
+        raise ConfigError(f"HF_HOME must be an absolute path, got {value!r}")
+    return path
+
+
+def model_specs_from_env(env: Mapping[str, str]) -> list[ModelSpec]:
+    revision = env.get("HF_REVISION", "").strip() or DEFAULT_REVISION
+    if not is_valid_revision(revision):
+        raise ConfigError(f"HF_REVISION: {revision!r} is not a valid git revision")
+    try:
+        return parse_model_repos(env.get("HF_MODEL_REPOS", ""), default_revision=revision)
+    except ValueError as error:
+        raise ConfigError(f"HF_MODEL_REPOS: {error}") from None

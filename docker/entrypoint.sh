@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Entrypoint of the backend image.
+#
+#   serve     (default) optional migrations, optional model prefetch, then uvicorn
+#   prepare   migrations + seed, then the model prefetch; exits. roles/backend runs
+#             this as a one-shot BEFORE it replaces the serving container, so a slow
+#             or failing download never takes the running version down.
+#   migrate   migrations + seed only
+#   prefetch  the model prefetch only
+#   anything else is exec'd as is (e.g. `python -m src.database.cli current`).
+#
+# Environment: RUN_DB_MIGRATIONS=1 runs `migrate-seed` on serve; HF_MODEL_REPOS
+# (comma separated, `org/name[@revision]`) and HF_REVISION drive the prefetch,
+# which serve runs unless HF_PREFETCH_ON_START=0.
+set -Eeo pipefail
+
+log() { printf 'entrypoint: %s\n' "$*" >&2; }
+# The failing step has printed its own one-line "error: ..." reason; this line
+# only says which step stopped, so that reason stays the last error line.
+fail() { log "$1 failed (exit $2)"; exit "$2"; }
+
+migrate() {
+  log "migrate-seed: applying database migrations and seed data"
+  python -m src.database.cli migrate-seed || fail migrate-seed $?
+}
+
+prefetch() {
+  if [[ -z ${HF_MODEL_REPOS//[[:space:],]/} ]]; then
+    log "prefetch: HF_MODEL_REPOS is empty, no model to fetch"
+    return 0
+  fi
+  log "prefetch: fetching ${HF_MODEL_REPOS} (default revision ${HF_REVISION:-main})"
+  # The one step allowed to reach the Hub; it turns offline mode off for itself only.
+  HF_HUB_OFFLINE=0 python /usr/local/lib/nica/prefetch_models.py \
+    || fail prefetch $?
+}
+
+serve() {
+  if [[ ${RUN_DB_MIGRATIONS:-0} == 1 ]]; then migrate; fi
+  if [[ ${HF_PREFETCH_ON_START:-1} == 1 ]]; then prefetch; fi
+  # Serving never calls the Hub and never holds a token in its environment.
+  export HF_HUB_OFFLINE=1
+  unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HUGGINGFACE_HUB_TOKEN
+  log "serve: starting uvicorn on 0.0.0.0:8000"
+  exec uvicorn src.main:app --host 0.0.0.0 --port 8000 \
+    --workers "${UVICORN_WORKERS:-1}" --log-level "${UVICORN_LOG_LEVEL:-info}" \
+    --timeout-graceful-shutdown 20 --no-server-header
+}
+
+case "${1:-serve}" in
+  serve) serve ;;
+  prepare) migrate; prefetch; log "prepare: done" ;;
+  migrate) migrate ;;
+  prefetch) prefetch ;;
+  *) exec "$@" ;;
+esac

