@@ -63,10 +63,30 @@ def wheelhouse(cache_dir: Path, python_version: str, arch: str) -> Path:
         return target
     tmp = Path(tempfile.mkdtemp(prefix=".wheels-", dir=cache_dir))
     platforms = [f"manylinux_2_{v}_{arch}" for v in (34, 28, 17)] + [f"manylinux2014_{arch}"]
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-           "--no-deps", "--only-binary=:all:", "--python-version", python_version,
-           "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none",
-           "-r", str(LOCK), "-d", str(tmp)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "--abi",
+        abi,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        "-r",
+        str(LOCK),
+        "-d",
+        str(tmp),
+    ]
     for platform in platforms:
         cmd += ["--platform", platform]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -101,7 +121,10 @@ def _members(paths: list[str], wheels: Path) -> list[tuple[str, Path]]:
 def write_archive(out_dir: Path, members: list[tuple[str, Path]]) -> tuple[Path, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".context-", suffix=".tar", dir=out_dir)
-    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        os.fdopen(fd, "wb") as raw,
+        tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for name, path in members:
             data = path.read_bytes()
             info = tarfile.TarInfo(name)
@@ -129,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default=os.uname().machine, help="target CPU: x86_64 or aarch64")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "build" / "cache")
     parser.add_argument("--out-dir", type=Path, default=REPO / "build" / "context")
-    parser.add_argument("--wheelhouse-only", action="store_true",
-                        help="fill build/wheels in the repository and stop")
+    parser.add_argument(
+        "--wheelhouse-only",
+        action="store_true",
+        help="fill build/wheels in the repository and stop",
+    )
     args = parser.parse_args(argv)
     try:
         args.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -146,8 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildContextError, OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         print(f"error: build context: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"archive": str(archive), "sha256": digest, "version": app_version(),
-                      "wheels": sum(1 for name, _ in members if name.startswith(WHEELS_IN_CONTEXT))}))
+    print(
+        json.dumps(
+            {
+                "archive": str(archive),
+                "sha256": digest,
+                "version": app_version(),
+                "wheels": sum(1 for name, _ in members if name.startswith(WHEELS_IN_CONTEXT)),
+            }
+        )
+    )
     return 0
 
 

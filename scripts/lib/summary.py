@@ -12,7 +12,8 @@ def main(argv: list[str]) -> int:
     report_dir, failed_steps = Path(argv[1]), argv[2:]
     passed = failed = skipped = 0
     for report in sorted(report_dir.glob("*.xml")):
-        for suite in ET.parse(report).getroot().iter("testsuite"):
+        # Our own pytest junit reports, not untrusted input.
+        for suite in ET.parse(report).getroot().iter("testsuite"):  # noqa: S314
             tests = int(suite.get("tests", 0))
             bad = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
             skip = int(suite.get("skipped", 0))

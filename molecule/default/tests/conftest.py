@@ -1,0 +1,105 @@
+"""Shared helpers for the testinfra checks of the deployed host.
+
+The checks run on the controller and look at the Debian 13 host through Ansible's
+docker connection: `host.run` executes there, so `docker ...` talks to the host's
+own engine. Failure messages never include a secret: tokens are compared by hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+REPORTS = REPO / "build" / "reports"
+COMPOSE_DIR = "/opt/nica/compose"
+SECRETS_DIR = f"{COMPOSE_DIR}/secrets"
+HUB_LOG = "/var/log/fake-hub/requests.jsonl"
+APP_UID = 10001
+POSTGRES_UID = 999
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def local_vars() -> dict[str, Any]:
+    """The local inventory's backend settings (token, repos), as deployed."""
+    path = REPO / "inventory" / "local" / "group_vars" / "backend" / "main.yml"
+    return dict(yaml.safe_load(path.read_text()))
+
+
+@pytest.fixture(scope="session")
+def token(local_vars: dict[str, Any]) -> str:
+    return str(local_vars["backend_huggingface_token"])
+
+
+@pytest.fixture()
+def sh(host: Any):
+    """Run a command on the host; fail with its stderr when it fails."""
+
+    def run(command: str) -> str:
+        result = host.run(command)
+        assert result.rc == 0, f"`{command}` exited {result.rc}: {result.stderr.strip()}"
+        return str(result.stdout)
+
+    return run
+
+
+@pytest.fixture()
+def release(host: Any) -> dict[str, Any]:
+    """The release roles/backend recorded as deployed."""
+    return dict(json.loads(host.file("/opt/nica/state/release.json").content_string))
+
+
+@pytest.fixture()
+def http_get(host: Any):
+    """GET a URL from the host itself (its python3; no curl on a minimal host)."""
+
+    def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        script = (
+            "import json, sys, urllib.request, urllib.error\n"
+            f"req = urllib.request.Request({url!r}, headers={headers or {}!r})\n"
+            "try:\n"
+            "    r = urllib.request.urlopen(req, timeout=10); code, body = r.status, r.read()\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    code, body = e.code, e.read()\n"
+            "print(json.dumps({'status': code, 'body': body.decode()}))\n"
+        )
+        result = host.run(f"python3 -c {shlex.quote(script)}")
+        assert result.rc == 0, f"GET {url} failed on the host: {result.stderr.strip()}"
+        answer = json.loads(result.stdout)
+        try:
+            return answer["status"], json.loads(answer["body"])
+        except json.JSONDecodeError:
+            return answer["status"], answer["body"]
+
+    return get
+
+
+@pytest.fixture()
+def psql(sh):
+    """Run one SQL query in the stack's database; rows as lists of strings."""
+
+    def query(sql: str) -> list[list[str]]:
+        out = sh(
+            "docker exec nica-postgres-1 psql -h /var/run/postgresql -U app -d app "
+            f"-v ON_ERROR_STOP=1 -At -F '|' -c {shlex.quote(sql)}"
+        )
+        return [line.split("|") for line in out.splitlines() if line]
+
+    return query
+
+
+@pytest.fixture()
+def hub_log(host: Any) -> list[dict[str, Any]]:
+    """Every request the fake Hub answered, in order."""
+    content = host.file(HUB_LOG).content_string
+    return [json.loads(line) for line in content.splitlines() if line.strip()]

@@ -1,0 +1,74 @@
+"""The model cache: what the prefetch put in hf-cache, and what the Hub saw."""
+
+import json
+
+import pytest
+from conftest import sha256
+
+HUB = "http://127.0.0.1:8080"
+WEIGHTS_SIZE = 90868376  # model.safetensors of all-MiniLM-L6-v2
+
+
+@pytest.fixture()
+def cache_dir(sh):
+    return sh("docker volume inspect -f '{{.Mountpoint}}' hf-cache").strip()
+
+
+@pytest.fixture()
+def manifest(host, cache_dir):
+    return json.loads(host.file(f"{cache_dir}/prefetch-manifest.json").content_string)["models"]
+
+
+def _hub_commit(http_get, repo, token):
+    status, body = http_get(
+        f"{HUB}/api/models/{repo}/revision/main", {"Authorization": f"Bearer {token}"}
+    )
+    assert status == 200, f"the fake Hub did not resolve {repo}: {status}"
+    return body["sha"]
+
+
+def test_every_model_is_cached_at_the_commit_the_hub_served(
+    host, http_get, manifest, cache_dir, local_vars, token
+):
+    for repo in local_vars["backend_hf_model_repos"]:
+        commit = _hub_commit(http_get, repo, token)
+        assert manifest[repo]["commit"] == commit, (
+            f"{repo} cached at {manifest[repo]['commit']}, hub has {commit}"
+        )
+        org, name = repo.split("/")
+        weights = host.file(
+            f"{cache_dir}/hub/models--{org}--{name}/snapshots/{commit}/model.safetensors"
+        )
+        assert weights.exists, f"{repo}: model.safetensors missing from the snapshot"
+        assert weights.size == WEIGHTS_SIZE
+
+
+def test_the_cache_belongs_to_appuser(host, cache_dir):
+    assert host.file(cache_dir).uid == 10001, "hf-cache must be writable by appuser"
+
+
+def test_the_hub_received_the_token_for_the_private_repo(hub_log):
+    private = [r for r in hub_log if "nica/private-minilm" in r["path"]]
+    assert private, "the private repo was never requested"
+    assert any(r["auth"] == "valid" and r["status"] == 200 for r in private), (
+        "no request for the private repo carried the valid token"
+    )
+
+
+def test_the_hub_log_never_holds_the_token(host, token):
+    assert token not in host.file("/var/log/fake-hub/requests.jsonl").content_string
+
+
+def test_v1_models_lists_the_cached_models(http_get, manifest, local_vars):
+    status, body = http_get("http://127.0.0.1:8000/v1/models")
+    assert status == 200
+    listed = {m["repo_id"]: m["commit"] for m in body["data"]}
+    assert listed == {
+        repo: manifest[repo]["commit"] for repo in local_vars["backend_hf_model_repos"]
+    }
+
+
+def test_token_file_hash_matches_the_inventory(host, token):
+    # The deploy restored the right token after the wrong-token attempt.
+    secret = host.file("/opt/nica/compose/secrets/huggingface_token").content_string
+    assert sha256(secret) == sha256(token)

@@ -1,0 +1,65 @@
+"""What the side effect did: compose down + redeploy, and a wrong-token deploy."""
+
+import json
+
+import pytest
+import yaml
+from conftest import REPORTS
+
+
+@pytest.fixture(scope="module")
+def wrong_deploy():
+    return json.loads((REPORTS / "wrong-token-deploy.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def wrong_deploy_log():
+    return (REPORTS / "wrong-token-deploy.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def wrong_token():
+    return str(
+        yaml.safe_load((REPORTS / "wrong-token.yml").read_text())["backend_huggingface_token"]
+    )
+
+
+def test_rows_survive_compose_down_and_redeploy(psql):
+    rows = psql("SELECT name FROM collections WHERE name = 'side-effect-marker'")
+    assert rows == [["side-effect-marker"]], "the row written before `docker compose down` is gone"
+
+
+def test_cached_models_survive_without_a_download(host, hub_log):
+    start = int(host.file("/var/log/fake-hub/side-effect-start").content_string)
+    downloads = [r for r in hub_log[start:] if r["method"] == "GET" and "/resolve/" in r["path"]]
+    assert downloads == [], f"the redeploys downloaded model files again: {downloads[:3]}"
+
+
+def test_wrong_token_deploy_fails(wrong_deploy):
+    assert wrong_deploy["rc"] != 0, "a deploy with a wrong token must fail"
+
+
+def test_wrong_token_deploy_names_the_token_problem(wrong_deploy_log):
+    failures = [line for line in wrong_deploy_log.splitlines() if "was not rolled out" in line]
+    assert failures, "the failed deploy did not say the release was not rolled out"
+    assert any("token was rejected" in line for line in failures), (
+        f"the failure does not name the token problem: {failures[-1][:300]}"
+    )
+
+
+def test_no_token_in_verbose_diff_output(wrong_deploy_log, wrong_token, token):
+    assert wrong_token not in wrong_deploy_log, (
+        "the wrong token appears in ansible-playbook -vvv --diff output"
+    )
+    assert token not in wrong_deploy_log, (
+        "the real token appears in ansible-playbook -vvv --diff output"
+    )
+
+
+def test_failed_deploy_left_the_previous_release_serving(wrong_deploy):
+    before, after = wrong_deploy["before"], wrong_deploy["after"]
+    assert after["id"] == before["id"], "the serving container was replaced by a failed deploy"
+    assert after["started"] == before["started"], (
+        "the serving container was restarted by a failed deploy"
+    )
+    assert wrong_deploy["readyz_after"] == 200, "the backend was not ready after the failed deploy"
