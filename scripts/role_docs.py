@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = render(current)
     if args.check:
         if current != wanted:
-            print("error: README.md role tables are stale; run scripts/role_docs.py", file=sys.stderr)
+            print("error: README.md role tables are stale; run scripts/role_docs.py",
+                  file=sys.stderr)
             return 1
         return 0
     README.write_text(wanted)

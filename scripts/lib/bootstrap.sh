@@ -87,6 +87,8 @@ activate() {
   # shellcheck disable=SC1091
   source "$VENV/bin/activate"
   export ANSIBLE_CONFIG=$REPO/ansible.cfg
+  # Molecule keys its state by the checkout's folder name only; keep it per checkout.
+  export MOLECULE_EPHEMERAL_DIRECTORY=${MOLECULE_EPHEMERAL_DIRECTORY:-$BUILD/molecule}
   cd "$REPO"
 }
 
