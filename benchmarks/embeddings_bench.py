@@ -1,10 +1,10 @@
 """Sentences/s and latency of the backend's NumPy encoder against sentence-transformers.
 
 One run measures both on the same CPU, the same model and the same sentences, at batch
-sizes 1 and 32, taking turns call by call, for a bounded number of calls (and at most
---seconds per encoder and batch size), then prints the ratio. Without sentence-transformers
-installed, its half is skipped with a line that says so. Nothing is downloaded: the model
-comes from a local folder.
+sizes 1 and 32, in alternating blocks of calls, for a bounded number of calls (and about
+--seconds at most per encoder and batch size), then prints the ratio. Without
+sentence-transformers installed, its half is skipped with a line that says so. Nothing is
+downloaded: the model comes from a local folder.
 
     python benchmarks/embeddings_bench.py [--model-dir build/hub-data/all-MiniLM-L6-v2]
 
@@ -31,8 +31,10 @@ from typing import Any
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = REPO_DIR / "build" / "hub-data" / "all-MiniLM-L6-v2"
 BATCH_SIZES = (1, 32)
-CALLS = {1: 200, 32: 20}  # timed calls per batch size, after WARMUP_CALLS
-WARMUP_CALLS = 3
+CALLS = {1: 200, 32: 20}  # timed calls per encoder and batch size, in ROUNDS blocks
+ROUNDS = 4
+WARMUP_CALLS = 2  # untimed, before each block
+PAUSE_S = 0.5  # before each block
 CORPUS_SIZE = 640
 WORDS = (
     "the a model search query document vector embedding server request answer fast slow "
@@ -68,27 +70,32 @@ def corpus(size: int) -> list[str]:
 def measure(
     encoders: dict[str, Encode], texts: Sequence[str], batch_size: int, seconds: float
 ) -> dict[str, Result]:
-    """Time each encoder on the same batches, the encoders taking turns call by call.
+    """Time each encoder on the same batches, in ROUNDS blocks that alternate encoders.
 
-    Taking turns, both see the same background load: the ratio holds on a busy machine.
+    Alternating blocks, both see about the same background load (this machine is shared).
+    Not call by call: each library's idle BLAS/OpenMP threads spin for a while after a
+    call and would slow the other one down; a pause before each block lets them settle.
     """
 
     def batch(call: int) -> list[str]:
         start = (call * batch_size) % len(texts)
         return list(texts[start : start + batch_size])
 
+    per_round = CALLS[batch_size] // ROUNDS
     latencies: dict[str, list[float]] = {name: [] for name in encoders}
-    for call in range(WARMUP_CALLS):
-        for encode in encoders.values():
-            encode(batch(call))
-    deadline = time.perf_counter() + seconds * len(encoders)
-    for call in range(CALLS[batch_size]):
+    spent = dict.fromkeys(encoders, 0.0)
+    for round_index in range(ROUNDS):
         for name, encode in encoders.items():
-            started = time.perf_counter()
-            encode(batch(WARMUP_CALLS + call))
-            latencies[name].append(time.perf_counter() - started)
-        if time.perf_counter() > deadline:
-            break
+            if spent[name] > seconds:
+                continue
+            time.sleep(PAUSE_S)
+            for call in range(WARMUP_CALLS):
+                encode(batch(call))
+            for call in range(round_index * per_round, (round_index + 1) * per_round):
+                started = time.perf_counter()
+                encode(batch(WARMUP_CALLS + call))
+                latencies[name].append(time.perf_counter() - started)
+            spent[name] += sum(latencies[name][-per_round:])
     return {name: summarize(batch_size, values) for name, values in latencies.items()}
 
 

@@ -6,11 +6,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI
 
+from src import embeddings
 from src.api import collections, health, models
+from src.api import embeddings as embeddings_api
 from src.database.migrations import head_revision
 from src.database.session import create_engine_from_settings
+from src.embeddings.registry import EmbeddingModels, EncoderLoader
 from src.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -19,7 +23,9 @@ logger = logging.getLogger(__name__)
 DB_CONNECT_TIMEOUT_S = 2
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load) -> FastAPI:
+    """The app; `load_encoder` turns a snapshot folder into an encoder (tests share one)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
@@ -27,8 +33,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = create_engine_from_settings(
             settings, connect_timeout=DB_CONNECT_TIMEOUT_S
         )
-        # Start-up work that needs the cached models (e.g. loading an encoder from the
-        # snapshot for POST /v1/embeddings) goes here, reading only the local cache.
+        # The encoders load from the local cache in a thread; /readyz says "loading" meanwhile.
+        app.state.embedding_models = EmbeddingModels(settings.models)
+        app.state.encode_limiter = CapacityLimiter(1)
+        if settings.models:
+            app.state.embedding_models.start_loading(settings.hf_home, load_encoder)
         logger.info(
             "startup: database %s, schema head %s, HF_HOME %s, models %s",
             settings.database_url_safe,
@@ -46,4 +55,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(collections.router)
+    app.include_router(embeddings_api.router)
     return app

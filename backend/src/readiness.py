@@ -1,4 +1,4 @@
-"""Readiness checks: database reachable, schema at the migration head, models cached."""
+"""Readiness checks: database reachable, schema at the migration head, models cached and loaded."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from src.database.migrations import current_revision
 from src.database.session import error_reason
+from src.embeddings.registry import EmbeddingModels
 from src.model_cache.manifest import ModelCacheError, verify
 from src.model_cache.spec import ModelSpec
 from src.settings import Settings
@@ -58,7 +59,16 @@ def check_models(hf_home: Path, specs: Iterable[ModelSpec]) -> str:
     return "; ".join(problems) if problems else OK
 
 
-def check_all(engine: Engine, settings: Settings, head: str) -> Readiness:
+def check_all(
+    engine: Engine, settings: Settings, head: str, embedding_models: EmbeddingModels
+) -> Readiness:
     database, schema = check_database(engine, settings, head)
     models = check_models(settings.hf_home, settings.models)
-    return Readiness({"database": database, "schema": schema, "models": models})
+    return Readiness(
+        {
+            "database": database,
+            "schema": schema,
+            "models": models,
+            "embeddings": embedding_models.status(),
+        }
+    )

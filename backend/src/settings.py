@@ -5,6 +5,7 @@ DATABASE_PASSWORD_FILE  file whose stripped content is the database password (op
 HF_HOME                 model cache root (default /var/huggingface)
 HF_MODEL_REPOS          comma separated org/name[@revision] (default: none)
 HF_REVISION             revision of entries without '@' (default main)
+EMBEDDINGS_MAX_INPUTS   most inputs one POST /v1/embeddings may carry (default 64)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from src.model_cache.spec import ModelSpec, is_valid_revision, parse_model_repos
 
 DEFAULT_HF_HOME = "/var/huggingface"
 DEFAULT_REVISION = "main"
+DEFAULT_EMBEDDINGS_MAX_INPUTS = 64
 DRIVER = "postgresql+psycopg"
 
 
@@ -33,6 +35,7 @@ class Settings:
     database_url: URL  # carries the password; renders as *** with str()/repr()
     hf_home: Path
     models: tuple[ModelSpec, ...]
+    embeddings_max_inputs: int = DEFAULT_EMBEDDINGS_MAX_INPUTS
 
     @property
     def database_url_safe(self) -> str:
@@ -45,6 +48,7 @@ class Settings:
             database_url=database_url_from_env(env),
             hf_home=hf_home_from_env(env),
             models=tuple(model_specs_from_env(env)),
+            embeddings_max_inputs=embeddings_max_inputs_from_env(env),
         )
 
 
@@ -109,3 +113,12 @@ def model_specs_from_env(env: Mapping[str, str]) -> list[ModelSpec]:
         return parse_model_repos(env.get("HF_MODEL_REPOS", ""), default_revision=revision)
     except ValueError as error:
         raise ConfigError(f"HF_MODEL_REPOS: {error}") from None
+
+
+def embeddings_max_inputs_from_env(env: Mapping[str, str]) -> int:
+    value = env.get("EMBEDDINGS_MAX_INPUTS", "").strip()
+    if not value:
+        return DEFAULT_EMBEDDINGS_MAX_INPUTS
+    if not (value.isascii() and value.isdigit()) or int(value) == 0:
+        raise ConfigError(f"EMBEDDINGS_MAX_INPUTS must be a positive whole number, got {value!r}")
+    return int(value)

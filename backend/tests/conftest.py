@@ -1,4 +1,5 @@
-"""Session fixtures: a throwaway PostgreSQL, the model test data, the fake Hub, a warm cache."""
+"""Session fixtures: a throwaway PostgreSQL, the model test data, the fake Hub, a warm cache,
+the encoder."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 from src.database.migrations import upgrade_to_head
 from src.database.seed import seed
 from src.database.session import create_engine_from_settings
+from src.embeddings import Encoder
 from src.settings import Settings
+from tests.support.embeddings import cached_load
 from tests.support.fake_hub import PUBLIC_REPO, FakeHub, running_fake_hub
 from tests.support.model_data import extract_model, find_wheel
 from tests.support.postgres import PostgresCluster, find_pg_bin, postgres_cluster
@@ -129,3 +132,9 @@ def prefetched(
     )
     assert result.returncode == 0, f"the session prefetch should succeed, got: {result.stderr}"
     return Prefetched(hf_home, result)
+
+
+@pytest.fixture(scope="session")
+def minilm_encoder(model_dir: Path) -> Encoder:
+    """The NumPy encoder of all-MiniLM-L6-v2, loaded once per session."""
+    return cached_load(model_dir)

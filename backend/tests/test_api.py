@@ -13,6 +13,7 @@ from src.app import create_app
 from src.database.migrations import head_revision
 from src.settings import Settings
 from tests.conftest import Database, Prefetched
+from tests.support.embeddings import cached_load, readyz_after_loading
 from tests.support.fake_hub import PUBLIC_REPO, FakeHub
 from tests.support.model_data import model_files
 from tests.support.net import closed_port
@@ -21,7 +22,7 @@ from tests.support.runners import base_env, run_python
 
 @contextmanager
 def client_for(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings, load_encoder=cached_load)) as client:
         yield client
 
 
@@ -49,9 +50,9 @@ def test_readyz_200_when_database_schema_and_models_are_ready(
 ) -> None:
     settings = seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
     with client_for(settings) as client:
-        response = client.get("/readyz")
-    expected = {"status": "ready", "checks": {"database": "ok", "schema": "ok", "models": "ok"}}
-    assert (response.status_code, response.json()) == (200, expected)
+        response = readyz_after_loading(client)
+    checks = {"database": "ok", "schema": "ok", "models": "ok", "embeddings": "ok"}
+    assert (response.status_code, response.json()) == (200, {"status": "ready", "checks": checks})
 
 
 def test_readyz_503_names_schema_when_not_migrated(
@@ -59,7 +60,7 @@ def test_readyz_503_names_schema_when_not_migrated(
 ) -> None:
     settings = empty_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
     with client_for(settings) as client:
-        response = client.get("/readyz")
+        response = readyz_after_loading(client)
     assert response.status_code == 503, f"expected 503, got {response.status_code}"
     body = response.json()
     assert body["status"] == "unready"
@@ -67,6 +68,7 @@ def test_readyz_503_names_schema_when_not_migrated(
         "database": "ok",
         "schema": f"not migrated, head is {head_revision()}",
         "models": "ok",
+        "embeddings": "ok",
     }
 
 
@@ -75,12 +77,13 @@ def test_readyz_503_names_the_model_missing_from_the_cache(
 ) -> None:
     settings = seeded_database.settings(tmp_path, models=PUBLIC_REPO)
     with client_for(settings) as client:
-        response = client.get("/readyz")
+        response = readyz_after_loading(client)
     assert response.status_code == 503, f"expected 503, got {response.status_code}"
     assert response.json()["checks"] == {
         "database": "ok",
         "schema": "ok",
         "models": f"{PUBLIC_REPO}@main: not in the cache",
+        "embeddings": f"{PUBLIC_REPO}@main: not loaded: not in the cache",
     }
 
 

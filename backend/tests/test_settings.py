@@ -55,6 +55,9 @@ def test_plain_postgresql_scheme_uses_psycopg() -> None:
         ({"HF_HOME": "relative/dir"}, "HF_HOME"),
         ({"HF_MODEL_REPOS": "just-a-name"}, "HF_MODEL_REPOS"),
         ({"HF_REVISION": "bad rev"}, "HF_REVISION"),
+        ({"EMBEDDINGS_MAX_INPUTS": "0"}, "EMBEDDINGS_MAX_INPUTS"),
+        ({"EMBEDDINGS_MAX_INPUTS": "-3"}, "EMBEDDINGS_MAX_INPUTS"),
+        ({"EMBEDDINGS_MAX_INPUTS": "many"}, "EMBEDDINGS_MAX_INPUTS"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
@@ -77,3 +80,11 @@ def test_empty_password_file_is_an_error(tmp_path: Path) -> None:
     password_file.write_text("\n")
     with pytest.raises(ConfigError, match=r"DATABASE_PASSWORD_FILE.*is empty"):
         settings_from(DATABASE_PASSWORD_FILE=str(password_file))
+
+
+def test_embeddings_max_inputs_defaults_to_64() -> None:
+    assert settings_from().embeddings_max_inputs == 64
+
+
+def test_embeddings_max_inputs_is_read_from_the_environment() -> None:
+    assert settings_from(EMBEDDINGS_MAX_INPUTS="8").embeddings_max_inputs == 8

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
+from anyio import CapacityLimiter
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 
+from src.embeddings.registry import EmbeddingModels
 from src.settings import Settings
 
 
@@ -18,5 +20,15 @@ def get_engine(request: Request) -> Engine:
     return cast(Engine, request.app.state.engine)
 
 
+def get_embedding_models(request: Request) -> EmbeddingModels:
+    return cast(EmbeddingModels, request.app.state.embedding_models)
+
+
+def get_encode_limiter(request: Request) -> CapacityLimiter:
+    return cast(CapacityLimiter, request.app.state.encode_limiter)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+EmbeddingModelsDep = Annotated[EmbeddingModels, Depends(get_embedding_models)]
+EncodeLimiterDep = Annotated[CapacityLimiter, Depends(get_encode_limiter)]

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from src.api.deps import EngineDep, SettingsDep
+from src.api.deps import EmbeddingModelsDep, EngineDep, SettingsDep
 from src.readiness import check_all
 
 router = APIRouter(tags=["health"])
@@ -22,10 +22,16 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "unready; every failing check named"}})
-def readyz(request: Request, settings: SettingsDep, engine: EngineDep) -> JSONResponse:
+def readyz(
+    request: Request,
+    settings: SettingsDep,
+    engine: EngineDep,
+    embedding_models: EmbeddingModelsDep,
+) -> JSONResponse:
     """200 when the database answers, its schema is at the migration head and every
-    configured model is in the cache at its revision; 503 otherwise."""
-    readiness = check_all(engine, settings, request.app.state.migration_head)
+    configured model is in the cache at its revision and loaded for embeddings; 503
+    otherwise (while the models load at start-up, "embeddings" says "loading")."""
+    readiness = check_all(engine, settings, request.app.state.migration_head, embedding_models)
     _log_transition(request, readiness.ready, readiness.checks)
     body: dict[str, Any] = {
         "status": "ready" if readiness.ready else "unready",

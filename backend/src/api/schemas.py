@@ -1,11 +1,11 @@
-"""Response bodies of the /v1 API."""
+"""Request and response bodies of the /v1 API."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ModelFile(BaseModel):
@@ -37,3 +37,40 @@ class CollectionEntry(BaseModel):
 class CollectionList(BaseModel):
     object: Literal["list"] = "list"
     data: list[CollectionEntry]
+
+
+# ---- POST /v1/embeddings (the OpenAI embeddings API's shape)
+
+
+class EmbeddingRequest(BaseModel):
+    input: str | list[str] = Field(
+        description="A text or a list of texts; none may be empty. Inputs longer than the "
+        "model's max_seq_length (256 tokens for all-MiniLM-L6-v2) are truncated.",
+        examples=["The quick brown fox", ["first text", "second text"]],
+    )
+    model: str = Field(
+        description="Repo id of a model of HF_MODEL_REPOS, as GET /v1/models lists it.",
+        examples=["sentence-transformers/all-MiniLM-L6-v2"],
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description='"base64": each embedding as base64 of little-endian float32 values.',
+    )
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens the model read, special tokens included.")
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage

@@ -1,0 +1,21 @@
+"""Sentence embeddings from a cached BERT-family sentence-transformers model, in NumPy.
+
+No torch, on purpose: torch is a multi-GB dependency (a CPU build alone is several hundred MB,
+the default wheels pull in CUDA), and the backend image must stay small. Serving a small
+encoder such as all-MiniLM-L6-v2 (6 layers, 384 dimensions, 22 M parameters) on the CPU is a
+few matrix products per layer, which NumPy's BLAS does about as fast as torch does.
+
+The pipeline is the one sentence-transformers runs for such a model, read from the snapshot:
+
+- `tokenizer`: the `tokenizers` library on tokenizer.json, truncated at max_seq_length;
+- `bert`: the encoder forward pass from model.safetensors (float32);
+- `pooling`: the pooling of 1_Pooling/config.json, then L2 normalization if modules.json
+  has a Normalize module;
+- `encoder`: the whole, `load(snapshot_dir) -> Encoder` and `Encoder.encode(texts)`;
+- `registry`: the models of HF_MODEL_REPOS, loaded once at start-up.
+"""
+
+from src.embeddings.encoder import Encoded, Encoder, load
+from src.embeddings.errors import EncoderLoadError
+
+__all__ = ["Encoded", "Encoder", "EncoderLoadError", "load"]

@@ -1,0 +1,68 @@
+"""A sentence encoder: tokenizer + BERT + pooling (+ normalization), loaded from a snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from src.embeddings.bert import Bert, load_bert
+from src.embeddings.config import Pipeline, max_length, read_bert_config, read_pipeline
+from src.embeddings.errors import EncoderLoadError
+from src.embeddings.functional import F32
+from src.embeddings.pooling import l2_normalize, pool
+from src.embeddings.tokenizer import load_tokenizer, pad, tokenize
+
+DEFAULT_BATCH_SIZE = 32
+
+
+class Encoded(NamedTuple):
+    vectors: F32  # [len(texts), dimension], float32, in the order of the texts
+    token_counts: list[int]  # tokens the model saw per text: special tokens in, after truncation
+
+
+class Encoder:
+    """Immutable once loaded; encode() may run in several threads at once."""
+
+    def __init__(self, tokenizer: Tokenizer, bert: Bert, pipeline: Pipeline, max_length: int):
+        self._tokenizer = tokenizer
+        self._bert = bert
+        self._pipeline = pipeline
+        self.max_length = max_length
+        self.dimension = bert.config.hidden_size * len(pipeline.pooling_modes)
+
+    def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> Encoded:
+        """Embed the texts, batch_size at a time (inputs of similar length batched together)."""
+        if self._pipeline.do_lower_case:
+            texts = [text.lower() for text in texts]
+        encodings = tokenize(self._tokenizer, texts)
+        counts = [len(encoding.ids) for encoding in encodings]
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        # Longest first, as sentence-transformers does: each batch carries little padding.
+        order = sorted(range(len(texts)), key=lambda i: -counts[i])
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = pad([encodings[i] for i in rows])
+            pooled = pool(self._bert(batch), batch.mask, self._pipeline.pooling_modes)
+            vectors[rows] = l2_normalize(pooled) if self._pipeline.normalize else pooled
+        return Encoded(vectors, counts)
+
+
+def load(snapshot_dir: Path) -> Encoder:
+    """The encoder of a sentence-transformers snapshot. Raises EncoderLoadError."""
+    if not snapshot_dir.is_dir():
+        raise EncoderLoadError(f"snapshot folder {snapshot_dir} missing")
+    pipeline = read_pipeline(snapshot_dir)
+    bert_config = read_bert_config(pipeline.transformer_dir / "config.json")
+    limit = max_length(pipeline, bert_config)
+    tokenizer = load_tokenizer(pipeline.transformer_dir / "tokenizer.json", limit)
+    if tokenizer.get_vocab_size() > bert_config.vocab_size:
+        raise EncoderLoadError(
+            f"tokenizer.json has {tokenizer.get_vocab_size()} tokens, more than config.json's "
+            f"vocab_size {bert_config.vocab_size}"
+        )
+    bert = load_bert(pipeline.transformer_dir / "model.safetensors", bert_config)
+    return Encoder(tokenizer, bert, pipeline, limit)

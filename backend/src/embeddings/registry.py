@@ -1,0 +1,100 @@
+"""The encoders of HF_MODEL_REPOS, loaded once at start-up, off the event loop.
+
+Each configured model is "loading" until its encoder is ready or its load failed; /readyz
+shows the states (`status()`), POST /v1/embeddings looks encoders up by repo id (`lookup()`).
+Only the local cache is read: the snapshot at the commit the prefetch manifest recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from src.embeddings.encoder import Encoder
+from src.model_cache.manifest import ModelCacheError, snapshot_dir, verify
+from src.model_cache.spec import ModelSpec
+
+OK = "ok"
+MAX_REASON = 200
+
+EncoderLoader = Callable[[Path], Encoder]
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why a configured model has no encoder (yet)."""
+
+    reason: str
+
+
+LOADING = Unavailable("loading")
+
+
+class EmbeddingModels:
+    def __init__(self, specs: Sequence[ModelSpec]) -> None:
+        self._specs = tuple(specs)
+        # One entry per repo id; each is replaced once, by the loading thread (atomic).
+        self._states: dict[str, Encoder | Unavailable] = {s.repo_id: LOADING for s in specs}
+
+    def start_loading(self, hf_home: Path, loader: EncoderLoader) -> threading.Thread:
+        """Load every model in a daemon thread (the server answers /readyz meanwhile)."""
+        thread = threading.Thread(
+            target=self.load_all, args=(hf_home, loader), name="embeddings-loader", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def load_all(self, hf_home: Path, loader: EncoderLoader) -> None:
+        for spec in self._specs:
+            self._states[spec.repo_id] = _load_one(spec, hf_home, loader)
+
+    def lookup(self, repo_id: str) -> Encoder | Unavailable | None:
+        """The encoder, why there is none, or None for a model that is not configured."""
+        return self._states.get(repo_id)
+
+    def available(self) -> list[str]:
+        """Repo ids of the loaded models, in HF_MODEL_REPOS order."""
+        return [repo for repo, state in self._states.items() if isinstance(state, Encoder)]
+
+    def status(self) -> str:
+        """The readiness check: "ok" once every model is loaded, else each other one named."""
+        problems = [
+            f"{spec}: {state.reason}"
+            for spec in self._specs
+            if isinstance(state := self._states[spec.repo_id], Unavailable)
+        ]
+        return "; ".join(problems) if problems else OK
+
+
+def _load_one(spec: ModelSpec, hf_home: Path, loader: EncoderLoader) -> Encoder | Unavailable:
+    try:
+        model = verify(hf_home, spec)
+    except ModelCacheError as error:
+        logger.warning("embeddings: %s not loaded: %s", spec, error)
+        return Unavailable(f"not loaded: {error}")
+    started = time.monotonic()
+    try:
+        encoder = loader(snapshot_dir(hf_home, model.repo_id, model.commit))
+    except Exception as error:  # any failure must reach /readyz, not end the thread unseen
+        reason = _first_line(error)
+        logger.warning("embeddings: %s failed to load: %s", spec, reason)
+        return Unavailable(f"failed to load: {reason}")
+    logger.info(
+        "embeddings: %s loaded from commit %s in %.1f s (dimension %d, max %d tokens)",
+        spec,
+        model.commit,
+        time.monotonic() - started,
+        encoder.dimension,
+        encoder.max_length,
+    )
+    return encoder
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0][:MAX_REASON] if lines else type(error).__name__

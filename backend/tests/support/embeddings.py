@@ -1,0 +1,51 @@
+"""Encoder helpers: one load per snapshot per session, the reference data, waiting for loading."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+from src.embeddings import Encoder, load
+
+REFERENCE_FILE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
+
+
+@functools.cache
+def cached_load(snapshot_dir: Path) -> Encoder:
+    """embeddings.load, once per folder for the whole session (a failed load is not cached)."""
+    return load(snapshot_dir)
+
+
+@dataclass(frozen=True)
+class ReferenceItem:
+    text: str
+    token_count: int
+    embedding: list[float]
+
+
+@functools.cache
+def reference_items() -> tuple[ReferenceItem, ...]:
+    """sentence-transformers' own embeddings (tests/data/make_reference_embeddings.py)."""
+    document = json.loads(REFERENCE_FILE.read_text(encoding="utf-8"))
+    return tuple(ReferenceItem(**item) for item in document["items"])
+
+
+def is_loading(check: str) -> bool:
+    return any(part.endswith(": loading") for part in check.split("; "))
+
+
+def readyz_after_loading(client: httpx2.Client, timeout: float = 60) -> httpx2.Response:
+    """GET /readyz once the embeddings check no longer says a model is loading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/readyz")
+        if not is_loading(response.json()["checks"]["embeddings"]):
+            return response
+        if time.monotonic() > deadline:
+            raise AssertionError(f"models still loading after {timeout} s: {response.json()}")
+        time.sleep(0.05)

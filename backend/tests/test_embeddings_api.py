@@ -1,0 +1,253 @@
+"""POST /v1/embeddings and the "embeddings" readiness check, through the app's lifespan."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from src.app import create_app
+from src.embeddings import Encoded, Encoder
+from src.model_cache.manifest import load_manifest, snapshot_dir
+from src.settings import Settings
+from tests.conftest import Database, Prefetched
+from tests.support.embeddings import cached_load, readyz_after_loading, reference_items
+from tests.support.fake_hub import PUBLIC_REPO
+
+ITEMS = reference_items()
+DIMENSION = 384
+
+
+@pytest.fixture(scope="module")
+def settings(seeded_database: Database, prefetched: Prefetched) -> Settings:
+    return seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app with all-MiniLM-L6-v2 loaded from the prefetched cache."""
+    with TestClient(create_app(settings, load_encoder=cached_load)) as client:
+        readyz_after_loading(client)
+        yield client
+
+
+def embed(client: httpx2.Client, text_input: Any, **fields: Any) -> httpx2.Response:
+    return client.post("/v1/embeddings", json={"input": text_input, "model": PUBLIC_REPO, **fields})
+
+
+def vectors(response: httpx2.Response) -> np.ndarray[Any, np.dtype[np.float64]]:
+    assert response.status_code == 200, f"expected 200, got {response.status_code}: {response.text}"
+    return np.array([entry["embedding"] for entry in response.json()["data"]])
+
+
+# ---- answers
+
+
+def test_one_embedding_per_input_in_order(client: TestClient) -> None:
+    body = embed(client, ["first", "second", "third"]).json()
+    assert body["object"] == "list" and body["model"] == PUBLIC_REPO
+    shape = [(e["object"], e["index"], len(e["embedding"])) for e in body["data"]]
+    assert shape == [("embedding", i, DIMENSION) for i in range(3)], f"data entries: {shape}"
+
+
+def test_embeddings_match_sentence_transformers(client: TestClient) -> None:
+    chosen = [ITEMS[2], ITEMS[8], ITEMS[17], ITEMS[-2]]
+    ours = vectors(embed(client, [item.text for item in chosen]))
+    reference = np.array([item.embedding for item in chosen])
+    cosines = (ours * reference).sum(axis=1) / np.linalg.norm(reference, axis=1)
+    assert (cosines >= 0.999).all(), f"cosines to sentence-transformers: {cosines}"
+
+
+def test_embeddings_have_unit_norm(client: TestClient) -> None:
+    norms = np.linalg.norm(vectors(embed(client, ["short", ITEMS[-3].text])), axis=1)
+    assert np.allclose(norms, 1, atol=1e-5), f"norms: {norms}"
+
+
+def test_a_single_string_is_embedded_like_a_one_item_list(client: TestClient) -> None:
+    single = embed(client, "The quick brown fox").json()
+    listed = embed(client, ["The quick brown fox"]).json()
+    assert single == listed
+
+
+def test_usage_counts_every_token_the_model_read(client: TestClient) -> None:
+    chosen = [ITEMS[0], ITEMS[5], ITEMS[-1]]  # the last one is truncated at 256 tokens
+    usage = embed(client, [item.text for item in chosen]).json()["usage"]
+    tokens = sum(item.token_count for item in chosen)
+    assert usage == {"prompt_tokens": tokens, "total_tokens": tokens}
+
+
+def test_base64_format_carries_the_same_float32_values(client: TestClient) -> None:
+    as_floats = vectors(embed(client, "base64 please"))[0]
+    encoded = embed(client, "base64 please", encoding_format="base64").json()["data"][0]
+    decoded = np.frombuffer(base64.b64decode(encoded["embedding"]), dtype="<f4")
+    assert np.array_equal(decoded, as_floats.astype(np.float32))
+
+
+def test_openapi_documents_the_endpoint(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/embeddings"]["post"]
+    assert "OpenAI" in operation["description"]
+
+
+class HeldEncoder(Encoder):
+    """The same tokenizer and weights as `inner`; encode() waits until `release` is set."""
+
+    def __init__(self, inner: Encoder, started: threading.Event, release: threading.Event):
+        vars(self).update(vars(inner))
+        self.started, self.release = started, release
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> Encoded:
+        self.started.set()
+        self.release.wait(timeout=10)
+        return super().encode(texts, batch_size)
+
+
+def test_the_server_answers_while_an_encode_runs(settings: Settings) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def load_held(path: Path) -> Encoder:
+        return HeldEncoder(cached_load(path), started, release)
+
+    with (
+        TestClient(create_app(settings, load_encoder=load_held)) as client,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        readyz_after_loading(client)
+        pending = pool.submit(embed, client, "held until /healthz has answered")
+        try:
+            assert started.wait(timeout=10), "the encode should have started"
+            health = client.get("/healthz")
+            still_encoding = not pending.done()
+        finally:
+            release.set()
+        embedded = pending.result(timeout=30)
+    assert health.status_code == 200 and still_encoding, "/healthz waited for the encode"
+    assert embedded.status_code == 200, f"the held request failed: {embedded.text}"
+
+
+# ---- refusals
+
+
+def test_unknown_model_is_404_naming_the_available_models(client: TestClient) -> None:
+    response = client.post("/v1/embeddings", json={"input": "hi", "model": "org/other"})
+    assert response.status_code == 404, f"expected 404, got {response.status_code}"
+    assert response.json()["detail"] == (
+        f"model 'org/other' not found; available models: {PUBLIC_REPO}"
+    )
+
+
+def test_empty_list_is_422(client: TestClient) -> None:
+    response = embed(client, [])
+    assert (response.status_code, response.json()["detail"]) == (
+        422,
+        "input is an empty list: give at least one text",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text_input", "where"), [("", "input"), (["text", ""], "input[1]")], ids=["string", "item"]
+)
+def test_empty_string_is_422_naming_it(client: TestClient, text_input: Any, where: str) -> None:
+    response = embed(client, text_input)
+    assert (response.status_code, response.json()["detail"]) == (
+        422,
+        f"{where} is an empty string: every input needs some text",
+    )
+
+
+def test_more_inputs_than_the_limit_is_422(client: TestClient) -> None:
+    response = embed(client, ["text"] * 65)
+    assert (response.status_code, response.json()["detail"]) == (
+        422,
+        "input has 65 texts, more than the 64 allowed per request",
+    )
+
+
+def test_inputs_up_to_the_limit_are_embedded(client: TestClient) -> None:
+    assert vectors(embed(client, ["text"] * 64)).shape == (64, DIMENSION)
+
+
+def test_the_limit_follows_the_settings(settings: Settings) -> None:
+    limited = dataclasses.replace(settings, embeddings_max_inputs=2)
+    with TestClient(create_app(limited, load_encoder=cached_load)) as client:
+        readyz_after_loading(client)
+        response = embed(client, ["a", "b", "c"])
+    assert response.status_code == 422, f"expected 422, got {response.status_code}"
+
+
+def test_non_text_input_is_422(client: TestClient) -> None:
+    assert embed(client, [1, 2]).status_code == 422
+
+
+# ---- while loading, and after a failed load
+
+
+@pytest.fixture
+def loading_client(settings: Settings) -> Iterator[TestClient]:
+    """The app while its model is still loading (the loader waits until the test ends)."""
+    release = threading.Event()
+
+    def slow_load(path: Path) -> Encoder:
+        release.wait(timeout=60)
+        return cached_load(path)
+
+    try:
+        with TestClient(create_app(settings, load_encoder=slow_load)) as client:
+            yield client
+    finally:
+        release.set()
+
+
+def test_readyz_is_503_while_the_model_loads(loading_client: TestClient) -> None:
+    response = loading_client.get("/readyz")
+    assert response.status_code == 503, f"expected 503, got {response.status_code}"
+    assert response.json()["checks"]["embeddings"] == f"{PUBLIC_REPO}@main: loading"
+
+
+def test_embeddings_are_503_while_the_model_loads(loading_client: TestClient) -> None:
+    response = embed(loading_client, "too early")
+    assert (response.status_code, response.headers.get("retry-after")) == (503, "5")
+
+
+@pytest.fixture(scope="module")
+def broken_hf_home(prefetched: Prefetched, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the warm cache whose model.safetensors is garbage of the right size."""
+    hf_home = tmp_path_factory.mktemp("hf-home-broken")
+    shutil.copytree(prefetched.hf_home, hf_home, symlinks=True, dirs_exist_ok=True)
+    commit = load_manifest(hf_home)[PUBLIC_REPO].commit
+    weights = (snapshot_dir(hf_home, PUBLIC_REPO, commit) / "model.safetensors").resolve()
+    assert weights.is_relative_to(hf_home), f"the copy should not share {weights}"
+    with weights.open("r+b") as handle:
+        handle.write(b"\xff" * 64)
+    return hf_home
+
+
+@pytest.fixture(scope="module")
+def broken_client(seeded_database: Database, broken_hf_home: Path) -> Iterator[TestClient]:
+    settings = seeded_database.settings(broken_hf_home, models=PUBLIC_REPO)
+    with TestClient(create_app(settings, load_encoder=cached_load)) as client:
+        yield client
+
+
+def test_readyz_is_503_naming_a_model_that_failed_to_load(broken_client: TestClient) -> None:
+    response = readyz_after_loading(broken_client)
+    assert response.status_code == 503, f"expected 503, got {response.status_code}"
+    check = response.json()["checks"]["embeddings"]
+    prefix = f"{PUBLIC_REPO}@main: failed to load: model.safetensors cannot be read"
+    assert check.startswith(prefix), f"embeddings check: {check}"
+
+
+def test_embeddings_are_503_for_a_model_that_failed_to_load(broken_client: TestClient) -> None:
+    readyz_after_loading(broken_client)
+    response = embed(broken_client, "hello")
+    assert response.status_code == 503, f"expected 503, got {response.status_code}"
+    assert "failed to load" in response.json()["detail"]

@@ -1,0 +1,124 @@
+"""The encoder's parts: GELU, pooling, and what a snapshot's configuration may hold."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.embeddings import EncoderLoadError, load
+from src.embeddings.config import max_length, read_bert_config, read_pipeline
+from src.embeddings.functional import gelu
+from src.embeddings.pooling import l2_normalize, pool
+
+# Two inputs of 3 and 2 tokens (the second padded), hidden size 2.
+HIDDEN = np.array(
+    [[[1, 2], [3, 4], [5, 0]], [[-1, 1], [1, -3], [100, 100]]],
+    dtype=np.float32,
+)
+MASK = np.array([[True, True, True], [True, True, False]])
+
+
+def write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+# ---- GELU
+
+
+def test_gelu_is_the_exact_erf_form() -> None:
+    x = np.linspace(-10, 10, 200_001, dtype=np.float32)
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.tolist()])
+    error = float(np.abs(gelu(x.copy()) - exact).max())
+    assert error < 1e-6, f"GELU is off by up to {error:.2e} from 0.5 x (1 + erf(x / sqrt 2))"
+
+
+# ---- pooling
+
+
+def test_mean_pooling_ignores_padding() -> None:
+    expected = [[3, 2], [0, -1]]
+    assert pool(HIDDEN, MASK, ["mean"]).tolist() == expected
+
+
+def test_max_pooling_ignores_padding() -> None:
+    assert pool(HIDDEN, MASK, ["max"]).tolist() == [[5, 4], [1, 1]]
+
+
+def test_cls_pooling_takes_the_first_token() -> None:
+    assert pool(HIDDEN, MASK, ["cls"]).tolist() == [[1, 2], [-1, 1]]
+
+
+def test_several_modes_are_concatenated_in_order() -> None:
+    assert pool(HIDDEN, MASK, ["cls", "mean"]).tolist() == [[1, 2, 3, 2], [-1, 1, 0, -1]]
+
+
+def test_l2_normalize_gives_unit_rows() -> None:
+    vectors = np.array([[3, 4], [0, 0]], dtype=np.float32)
+    normalized = l2_normalize(vectors)
+    assert np.allclose(normalized, np.array([[0.6, 0.8], [0.0, 0.0]])), f"normalized: {normalized}"
+
+
+# ---- configuration
+
+
+def test_pipeline_of_minilm(model_dir: Path) -> None:
+    pipeline = read_pipeline(model_dir)
+    assert (pipeline.pooling_modes, pipeline.normalize, pipeline.max_seq_length) == (
+        ("mean",),
+        True,
+        256,
+    )
+
+
+def test_without_modules_json_pooling_is_mean_without_normalization(tmp_path: Path) -> None:
+    pipeline = read_pipeline(tmp_path)
+    assert (pipeline.pooling_modes, pipeline.normalize) == (("mean",), False)
+
+
+def test_unsupported_module_is_refused_by_name(tmp_path: Path) -> None:
+    modules = [
+        {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+    ]
+    write_json(tmp_path / "modules.json", modules)
+    with pytest.raises(EncoderLoadError, match="Transformer, Pooling, Dense are not supported"):
+        read_pipeline(tmp_path)
+
+
+def test_unsupported_pooling_mode_is_refused_by_name(tmp_path: Path) -> None:
+    write_json(tmp_path / "1_Pooling" / "config.json", {"pooling_mode": "lasttoken"})
+    modules = [
+        {"path": "", "type": "sentence_transformers.models.Transformer"},
+        {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    write_json(tmp_path / "modules.json", modules)
+    with pytest.raises(EncoderLoadError, match="mode lasttoken is not supported"):
+        read_pipeline(tmp_path)
+
+
+def test_non_bert_model_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    write_json(tmp_path / "config.json", {**config, "model_type": "roberta"})
+    with pytest.raises(EncoderLoadError, match="model_type 'roberta' is not supported"):
+        read_bert_config(tmp_path / "config.json")
+
+
+def test_max_length_is_capped_by_the_position_table(model_dir: Path, tmp_path: Path) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    write_json(tmp_path / "config.json", {**config, "max_position_embeddings": 128})
+    write_json(tmp_path / "sentence_bert_config.json", {"max_seq_length": 256})
+    bert = read_bert_config(tmp_path / "config.json")
+    assert max_length(read_pipeline(tmp_path), bert) == 128
+
+
+def test_snapshot_without_weights_names_the_missing_file(model_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(EncoderLoadError, match=r"^model\.safetensors missing$"):
+        load(tmp_path / "model")
