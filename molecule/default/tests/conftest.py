@@ -59,27 +59,46 @@ def release(host: Any) -> dict[str, Any]:
     return dict(json.loads(host.file("/opt/nica/state/release.json").content_string))
 
 
+def _request(host: Any, url: str, headers: dict[str, str] | None, body: Any) -> tuple[int, Any]:
+    """One HTTP request from the host itself (its python3; no curl on a minimal host)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = dict(headers or {})
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    script = (
+        "import json, sys, urllib.request, urllib.error\n"
+        f"req = urllib.request.Request({url!r}, data={data!r}, headers={headers!r})\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(req, timeout=30); code, body = r.status, r.read()\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    code, body = e.code, e.read()\n"
+        "print(json.dumps({'status': code, 'body': body.decode()}))\n"
+    )
+    result = host.run(f"python3 -c {shlex.quote(script)}")
+    assert result.rc == 0, f"request to {url} failed on the host: {result.stderr.strip()}"
+    answer = json.loads(result.stdout)
+    try:
+        return answer["status"], json.loads(answer["body"])
+    except json.JSONDecodeError:
+        return answer["status"], answer["body"]
+
+
+@pytest.fixture()
+def http_post(host: Any):
+    """POST JSON to a URL from the host; (status, parsed body)."""
+
+    def post(url: str, body: Any) -> tuple[int, Any]:
+        return _request(host, url, None, body)
+
+    return post
+
+
 @pytest.fixture()
 def http_get(host: Any):
-    """GET a URL from the host itself (its python3; no curl on a minimal host)."""
+    """GET a URL from the host itself."""
 
     def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        script = (
-            "import json, sys, urllib.request, urllib.error\n"
-            f"req = urllib.request.Request({url!r}, headers={headers or {}!r})\n"
-            "try:\n"
-            "    r = urllib.request.urlopen(req, timeout=10); code, body = r.status, r.read()\n"
-            "except urllib.error.HTTPError as e:\n"
-            "    code, body = e.code, e.read()\n"
-            "print(json.dumps({'status': code, 'body': body.decode()}))\n"
-        )
-        result = host.run(f"python3 -c {shlex.quote(script)}")
-        assert result.rc == 0, f"GET {url} failed on the host: {result.stderr.strip()}"
-        answer = json.loads(result.stdout)
-        try:
-            return answer["status"], json.loads(answer["body"])
-        except json.JSONDecodeError:
-            return answer["status"], answer["body"]
+        return _request(host, url, headers, None)
 
     return get
 

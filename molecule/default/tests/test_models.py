@@ -5,7 +5,6 @@ import json
 import pytest
 from conftest import sha256
 
-HUB = "http://127.0.0.1:8080"
 WEIGHTS_SIZE = 90868376  # model.safetensors of all-MiniLM-L6-v2
 
 
@@ -19,19 +18,17 @@ def manifest(host, cache_dir):
     return json.loads(host.file(f"{cache_dir}/prefetch-manifest.json").content_string)["models"]
 
 
-def _hub_commit(http_get, repo, token):
-    status, body = http_get(
-        f"{HUB}/api/models/{repo}/revision/main", {"Authorization": f"Bearer {token}"}
-    )
-    assert status == 200, f"the fake Hub did not resolve {repo}: {status}"
-    return body["sha"]
+@pytest.fixture()
+def hub_commits(host):
+    """The commit the local Hub served per repo (recorded before it was stopped)."""
+    return json.loads(host.file("/var/log/fake-hub/commits.json").content_string)
 
 
 def test_every_model_is_cached_at_the_commit_the_hub_served(
-    host, http_get, manifest, cache_dir, local_vars, token
+    host, manifest, cache_dir, local_vars, hub_commits
 ):
     for repo in local_vars["backend_hf_model_repos"]:
-        commit = _hub_commit(http_get, repo, token)
+        commit = hub_commits[repo]
         assert manifest[repo]["commit"] == commit, (
             f"{repo} cached at {manifest[repo]['commit']}, hub has {commit}"
         )
