@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from anyio import CapacityLimiter
 from fastapi import FastAPI
 
-from src import embeddings
-from src.api import collections, health, models
+from src import embeddings, telemetry
+from src.api import collections, documents, health, models
 from src.api import embeddings as embeddings_api
+from src.backfill import run_backfill
 from src.database.migrations import head_revision
 from src.database.session import create_engine_from_settings
 from src.embeddings.registry import EmbeddingModels, EncoderLoader
@@ -37,7 +38,12 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
         app.state.embedding_models = EmbeddingModels(settings.models)
         app.state.encode_limiter = CapacityLimiter(1)
         if settings.models:
-            app.state.embedding_models.start_loading(settings.hf_home, load_encoder)
+            # Then, in the same thread, embed the documents stored without an embedding.
+            app.state.embedding_models.start_loading(
+                settings.hf_home,
+                load_encoder,
+                then=lambda: run_backfill(app.state.engine, app.state.embedding_models, settings),
+            )
         logger.info(
             "startup: database %s, schema head %s, HF_HOME %s, models %s",
             settings.database_url_safe,
@@ -45,15 +51,24 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
             settings.hf_home,
             ", ".join(str(m) for m in settings.models) or "(none)",
         )
+        if settings.tracing is not None:
+            logger.info(
+                "startup: traces to %s as %s",
+                settings.tracing.traces_url,
+                settings.tracing.service_name,
+            )
         try:
             yield
         finally:
             app.state.engine.dispose()
             logger.info("shutdown: database connections closed")
+            telemetry.shut_down(tracer_provider)
 
     app = FastAPI(title="nica-pro backend", version="1.0.0", lifespan=lifespan)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(collections.router)
     app.include_router(embeddings_api.router)
+    app.include_router(documents.router)
+    tracer_provider = telemetry.instrument(app, settings.tracing)
     return app

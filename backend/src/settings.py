@@ -6,6 +6,10 @@ HF_HOME                 model cache root (default /var/huggingface)
 HF_MODEL_REPOS          comma separated org/name[@revision] (default: none)
 HF_REVISION             revision of entries without '@' (default main)
 EMBEDDINGS_MAX_INPUTS   most inputs one POST /v1/embeddings may carry (default 64)
+OTEL_EXPORTER_OTLP_ENDPOINT         OTLP/HTTP collector base URL, e.g. http://otel:4318; spans go
+                                    to <it>/v1/traces (default: unset, no traces exported)
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full traces URL, used as is; wins over the one above
+OTEL_SERVICE_NAME                   service.name of the spans (default nica-pro-backend)
 """
 
 from __future__ import annotations
@@ -24,10 +28,19 @@ DEFAULT_HF_HOME = "/var/huggingface"
 DEFAULT_REVISION = "main"
 DEFAULT_EMBEDDINGS_MAX_INPUTS = 64
 DRIVER = "postgresql+psycopg"
+DEFAULT_SERVICE_NAME = "nica-pro-backend"
 
 
 class ConfigError(ValueError):
     """Bad configuration; str() is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """Where request spans go (OTLP/HTTP, protobuf) and under which service name."""
+
+    traces_url: str
+    service_name: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class Settings:
     hf_home: Path
     models: tuple[ModelSpec, ...]
     embeddings_max_inputs: int = DEFAULT_EMBEDDINGS_MAX_INPUTS
+    tracing: Tracing | None = None  # None: no traces exported
 
     @property
     def database_url_safe(self) -> str:
@@ -49,6 +63,7 @@ class Settings:
             hf_home=hf_home_from_env(env),
             models=tuple(model_specs_from_env(env)),
             embeddings_max_inputs=embeddings_max_inputs_from_env(env),
+            tracing=tracing_from_env(env),
         )
 
 
@@ -122,3 +137,18 @@ def embeddings_max_inputs_from_env(env: Mapping[str, str]) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) == 0:
         raise ConfigError(f"EMBEDDINGS_MAX_INPUTS must be a positive whole number, got {value!r}")
     return int(value)
+
+
+def tracing_from_env(env: Mapping[str, str]) -> Tracing | None:
+    """Tracing when an OTLP endpoint is set; None (nothing exported) otherwise."""
+    traces_url = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    variable = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    if not traces_url:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        if not base:
+            return None
+        traces_url, variable = f"{base.rstrip('/')}/v1/traces", "OTEL_EXPORTER_OTLP_ENDPOINT"
+    if not traces_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{variable} must be an http:// or https:// URL, got {traces_url!r}")
+    service_name = env.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE_NAME
+    return Tracing(traces_url=traces_url, service_name=service_name)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from src.settings import ConfigError, Settings
+from src.settings import ConfigError, Settings, Tracing
 
 BASE_URL = "postgresql+psycopg://app@postgres:5432/app"
 
@@ -88,3 +88,35 @@ def test_embeddings_max_inputs_defaults_to_64() -> None:
 
 def test_embeddings_max_inputs_is_read_from_the_environment() -> None:
     assert settings_from(EMBEDDINGS_MAX_INPUTS="8").embeddings_max_inputs == 8
+
+
+# ---- tracing (OTLP/HTTP)
+
+
+def test_tracing_is_off_without_an_otlp_endpoint() -> None:
+    assert settings_from(OTEL_SERVICE_NAME="svc").tracing is None
+
+
+def test_tracing_sends_to_the_endpoints_traces_path() -> None:
+    tracing = settings_from(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://otel:4318/", OTEL_SERVICE_NAME="svc"
+    ).tracing
+    assert tracing == Tracing(traces_url="http://otel:4318/v1/traces", service_name="svc")
+
+
+def test_tracing_traces_endpoint_is_used_as_is() -> None:
+    tracing = settings_from(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://otel:4318",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://other:9999/traces",
+    ).tracing
+    assert tracing is not None and tracing.traces_url == "http://other:9999/traces"
+
+
+def test_tracing_service_name_defaults_to_the_backends_name() -> None:
+    tracing = settings_from(OTEL_EXPORTER_OTLP_ENDPOINT="http://otel:4318").tracing
+    assert tracing is not None and tracing.service_name == "nica-pro-backend"
+
+
+def test_tracing_endpoint_must_be_an_http_url() -> None:
+    with pytest.raises(ConfigError, match=r"^OTEL_EXPORTER_OTLP_ENDPOINT must be an http"):
+        settings_from(OTEL_EXPORTER_OTLP_ENDPOINT="otel:4318")

@@ -9,13 +9,11 @@ import numpy as np
 from fastapi import APIRouter, HTTPException
 
 from src.api.deps import EmbeddingModelsDep, EncodeLimiterDep, SettingsDep
+from src.api.encoders import encoder_for
 from src.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
-from src.embeddings import Encoder
 from src.embeddings.functional import F32
-from src.embeddings.registry import LOADING, EmbeddingModels, Unavailable
 
 router = APIRouter(prefix="/v1", tags=["embeddings"])
-RETRY_AFTER_LOADING_S = "5"
 
 
 @router.post(
@@ -45,7 +43,7 @@ async def create_embeddings(
     default) per request.
     """
     texts = _texts(body.input, settings.embeddings_max_inputs)
-    encoder = _encoder(models, body.model)
+    encoder = encoder_for(models, body.model)
     # CPU-bound: in a worker thread, one request at a time (BLAS already uses every core).
     encoded = await anyio.to_thread.run_sync(encoder.encode, texts, limiter=limiter)
     tokens = sum(encoded.token_counts)
@@ -72,17 +70,6 @@ def _texts(value: str | list[str], limit: int) -> list[str]:
         where = "input" if isinstance(value, str) else f"input[{empty}]"
         raise HTTPException(422, f"{where} is an empty string: every input needs some text")
     return texts
-
-
-def _encoder(models: EmbeddingModels, name: str) -> Encoder:
-    state = models.lookup(name)
-    if state is None:
-        available = ", ".join(models.available()) or "none"
-        raise HTTPException(404, f"model {name!r} not found; available models: {available}")
-    if isinstance(state, Unavailable):
-        headers = {"Retry-After": RETRY_AFTER_LOADING_S} if state == LOADING else None
-        raise HTTPException(503, f"model {name} is not available: {state.reason}", headers)
-    return state
 
 
 def _format(vector: F32, encoding_format: str) -> list[float] | str:

@@ -74,3 +74,46 @@ class EmbeddingList(BaseModel):
     data: list[Embedding]
     model: str
     usage: EmbeddingUsage
+
+
+# ---- POST /v1/documents, GET /v1/search
+
+
+class DocumentCreate(BaseModel):
+    text: str = Field(description="The document's text; embedded and stored. Not empty.")
+    title: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Unique within the collection; default: the text's first line (80 chars).",
+    )
+    collection: str = Field(
+        default="default", min_length=1, max_length=200, description="An existing collection."
+    )
+    model: str | None = Field(
+        default=None,
+        description="Repo id of a model of HF_MODEL_REPOS; default: the first one.",
+        examples=["sentence-transformers/all-MiniLM-L6-v2"],
+    )
+
+
+class DocumentStored(BaseModel):
+    id: int
+    collection: str
+    title: str
+    created_at: datetime
+    model: str = Field(description="The model that computed the stored embedding.")
+    dim: int = Field(description="The embedding's dimension.")
+
+
+class SearchHit(BaseModel):
+    id: int
+    title: str
+    text: str
+    score: float = Field(description="Cosine similarity to the query, -1..1.")
+
+
+class SearchResults(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[SearchHit]
+    model: str

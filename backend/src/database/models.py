@@ -1,7 +1,8 @@
 """ORM models (SQLAlchemy 2 declarative). Migrations in migrations/versions/ create the tables.
 
-A later migration adds the document embedding as a new nullable column of `documents`
-(one row per document, so nothing here needs to change shape).
+Migration 0002 added the document embedding as nullable columns of `documents`: the vector
+(REAL[], L2-normalized) with the repo id and dimension of the model that computed it; all three
+are NULL until the document is embedded (ck_documents_embedding_complete).
 """
 
 from __future__ import annotations
@@ -9,16 +10,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    REAL,
     BigInteger,
     DateTime,
     ForeignKey,
     Identity,
+    Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy import func as sql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Deterministic constraint names, so later migrations can refer to them by name.
@@ -59,5 +63,8 @@ class Document(Base):
     title: Mapped[str] = mapped_column(String(500))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=sql.now())
+    embedding: Mapped[list[float] | None] = mapped_column(ARRAY(REAL, dimensions=1))
+    embedding_model: Mapped[str | None] = mapped_column(String(200))
+    embedding_dim: Mapped[int | None] = mapped_column(Integer)
 
     collection: Mapped[Collection] = relationship(back_populates="documents")

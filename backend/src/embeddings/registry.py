@@ -41,11 +41,18 @@ class EmbeddingModels:
         # One entry per repo id; each is replaced once, by the loading thread (atomic).
         self._states: dict[str, Encoder | Unavailable] = {s.repo_id: LOADING for s in specs}
 
-    def start_loading(self, hf_home: Path, loader: EncoderLoader) -> threading.Thread:
-        """Load every model in a daemon thread (the server answers /readyz meanwhile)."""
-        thread = threading.Thread(
-            target=self.load_all, args=(hf_home, loader), name="embeddings-loader", daemon=True
-        )
+    def start_loading(
+        self, hf_home: Path, loader: EncoderLoader, then: Callable[[], object] | None = None
+    ) -> threading.Thread:
+        """Load every model in a daemon thread (the server answers /readyz meanwhile), then
+        call `then` in that thread (e.g. the start-up backfill)."""
+
+        def run() -> None:
+            self.load_all(hf_home, loader)
+            if then is not None:
+                then()
+
+        thread = threading.Thread(target=run, name="embeddings-loader", daemon=True)
         thread.start()
         return thread
 

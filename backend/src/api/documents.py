@@ -1,0 +1,149 @@
+"""POST /v1/documents (store a text with its embedding) and GET /v1/search (nearest ones).
+
+The embeddings are computed by the loaded encoders, in a worker thread, one at a time (as for
+POST /v1/embeddings); the database calls run in worker threads too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from src.api.deps import EmbeddingModelsDep, EncodeLimiterDep, EngineDep, SettingsDep
+from src.api.encoders import encoder_for, model_or_default
+from src.api.schemas import DocumentCreate, DocumentStored, SearchHit, SearchResults
+from src.database.documents import Hit, Stored, collection_id, insert_document, search
+from src.database.session import error_reason
+from src.embeddings import Encoder
+from src.embeddings.functional import F32
+from src.settings import Settings
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+DEFAULT_TITLE_CHARS = 80
+MAX_K = 50
+T = TypeVar("T")
+
+
+@router.post(
+    "/documents",
+    status_code=201,
+    responses={
+        404: {"description": "unknown model or collection; the message names it"},
+        409: {"description": "the collection already has a document with this title"},
+        422: {"description": "empty text"},
+        503: {"description": "the model is still loading, or the database is unavailable"},
+    },
+)
+async def create_document(
+    body: DocumentCreate,
+    models: EmbeddingModelsDep,
+    settings: SettingsDep,
+    engine: EngineDep,
+    limiter: EncodeLimiterDep,
+) -> DocumentStored:
+    """Store `text` in `collection` with its embedding by `model` (default: the first model of
+    HF_MODEL_REPOS); GET /v1/search then finds it. The title defaults to the text's first line
+    (80 characters) and is unique within the collection."""
+    if not body.text.strip():
+        raise HTTPException(422, "text is empty: a document needs some text")
+    model = model_or_default(body.model, settings)
+    encoder = encoder_for(models, model)
+    title = body.title or body.text.strip().splitlines()[0].strip()[:DEFAULT_TITLE_CHARS]
+    # The collection is checked before the (CPU-bound) encode, the row inserted after it.
+    collection = await anyio.to_thread.run_sync(_collection, engine, settings, body.collection)
+    vector = await _embed(encoder, body.text, limiter)
+
+    def insert() -> Stored | None:
+        with engine.begin() as connection:
+            return insert_document(
+                connection,
+                collection=collection,
+                title=title,
+                body=body.text,
+                model=model,
+                vector=vector,
+            )
+
+    stored = await anyio.to_thread.run_sync(_database, insert, settings)
+    if stored is None:
+        raise HTTPException(
+            409, f"collection {body.collection!r} already has a document titled {title!r}"
+        )
+    return DocumentStored(
+        id=stored.id,
+        collection=body.collection,
+        title=title,
+        created_at=stored.created_at,
+        model=model,
+        dim=len(vector),
+    )
+
+
+@router.get(
+    "/search",
+    responses={
+        404: {"description": "unknown model or collection; the message names it"},
+        422: {"description": "empty q, or k outside 1..50"},
+        503: {"description": "the model is still loading, or the database is unavailable"},
+    },
+)
+async def search_documents(
+    q: Annotated[str, Query(description="The query text.")],
+    models: EmbeddingModelsDep,
+    settings: SettingsDep,
+    engine: EngineDep,
+    limiter: EncodeLimiterDep,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many documents.")] = 5,
+    collection: Annotated[str | None, Query(description="Only this collection.")] = None,
+    model: Annotated[str | None, Query(description="Default: first of HF_MODEL_REPOS.")] = None,
+) -> SearchResults:
+    """The k documents nearest to `q` by cosine similarity, best first, among those embedded
+    with `model`; documents without an embedding yet are skipped."""
+    if not q.strip():
+        raise HTTPException(422, "q is empty: give some text to search for")
+    name = model_or_default(model, settings)
+    encoder = encoder_for(models, name)
+    collection_filter = None
+    if collection is not None:
+        collection_filter = await anyio.to_thread.run_sync(
+            _collection, engine, settings, collection
+        )
+    query = await _embed(encoder, q, limiter)
+
+    def nearest() -> list[Hit]:
+        with engine.connect() as connection:
+            return search(connection, query=query, model=name, k=k, collection=collection_filter)
+
+    hits = await anyio.to_thread.run_sync(_database, nearest, settings)
+    return SearchResults(data=[SearchHit(**hit._asdict()) for hit in hits], model=name)
+
+
+async def _embed(encoder: Encoder, text: str, limiter: CapacityLimiter) -> F32:
+    encoded = await anyio.to_thread.run_sync(encoder.encode, [text], limiter=limiter)
+    vector: F32 = encoded.vectors[0]
+    return vector
+
+
+def _collection(engine: Engine, settings: Settings, name: str) -> int:
+    found = _database(lambda: _lookup(engine, name), settings)
+    if found is None:
+        raise HTTPException(404, f"collection {name!r} not found")
+    return found
+
+
+def _lookup(engine: Engine, name: str) -> int | None:
+    with engine.connect() as connection:
+        return collection_id(connection, name)
+
+
+def _database(call: Callable[[], T], settings: Settings) -> T:
+    try:
+        return call()
+    except SQLAlchemyError as error:
+        raise HTTPException(503, f"database unavailable: {error_reason(error, settings)}") from None

@@ -1,0 +1,32 @@
+"""Which encoder serves a request: by repo id, or the default (first of HF_MODEL_REPOS)."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+
+from src.embeddings import Encoder
+from src.embeddings.registry import LOADING, EmbeddingModels, Unavailable
+from src.settings import Settings
+
+RETRY_AFTER_LOADING_S = "5"
+
+
+def model_or_default(name: str | None, settings: Settings) -> str:
+    """`name`, or the first model of HF_MODEL_REPOS; 404 when none is configured."""
+    if name is not None:
+        return name
+    if not settings.models:
+        raise HTTPException(404, "no model given and HF_MODEL_REPOS configures none")
+    return settings.models[0].repo_id
+
+
+def encoder_for(models: EmbeddingModels, name: str) -> Encoder:
+    """The loaded encoder; 404 for a model that is not configured, 503 while it loads."""
+    state = models.lookup(name)
+    if state is None:
+        available = ", ".join(models.available()) or "none"
+        raise HTTPException(404, f"model {name!r} not found; available models: {available}")
+    if isinstance(state, Unavailable):
+        headers = {"Retry-After": RETRY_AFTER_LOADING_S} if state == LOADING else None
+        raise HTTPException(503, f"model {name} is not available: {state.reason}", headers)
+    return state
