@@ -16,6 +16,10 @@ Usage:
       --repo sentence-transformers/all-MiniLM-L6-v2=/data/minilm \\
       --repo nica/private-minilm=/data/minilm:private \\
       --token-file /run/secrets/hub_token --log /var/log/fake-hub/requests.jsonl
+
+`--ref NAME` makes NAME (a tag or branch) resolve too. Test-only faults: `--fail-first N`
+answers 503 to the first N GETs of each file (`/resolve/`), `--throttle BYTES_PER_SEC`
+streams file bodies slowly.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import signal
 import socket
 import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,7 +217,13 @@ class HubServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, address: tuple[str, int], repos: dict[str, Repo], token: str | None, log: RequestLog
+        self,
+        address: tuple[str, int],
+        repos: dict[str, Repo],
+        token: str | None,
+        log: RequestLog,
+        faults: Faults | None = None,
+        refs: frozenset[str] = frozenset(),
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -219,6 +231,26 @@ class HubServer(ThreadingHTTPServer):
         self.repos = repos
         self.token = token
         self.log = log
+        self.faults = faults or Faults()
+        self.refs = refs  # more names (tags, branches) that resolve to every repo's commit
+
+
+class Faults:
+    """Test-only misbehaviour: 503 on the first GETs of each file, slow file bodies."""
+
+    def __init__(self, fail_first: int = 0, throttle: int = 0) -> None:
+        self.fail_first = fail_first
+        self.throttle = throttle  # bytes per second per response; 0: full speed
+        self._gets: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def should_fail(self, url_path: str) -> bool:
+        """True for the first `fail_first` GETs of this path."""
+        if self.fail_first <= 0:
+            return False
+        with self._lock:
+            self._gets[url_path] += 1
+            return self._gets[url_path] <= self.fail_first
 
 
 class HubHandler(BaseHTTPRequestHandler):
@@ -344,7 +376,7 @@ class HubHandler(BaseHTTPRequestHandler):
         return repo
 
     def _revision(self, repo: Repo, revision: str, head: bool) -> bool:
-        if repo.resolves(revision):
+        if repo.resolves(revision) or revision in self.server.refs:
             return True
         self._send_error(
             HTTPStatus.NOT_FOUND, f"Invalid rev id: {revision}", head, code="RevisionNotFound"
@@ -424,6 +456,9 @@ class HubHandler(BaseHTTPRequestHandler):
         repo = self._repo(repo_id, head)
         if repo is None or not self._revision(repo, revision, head):
             return
+        if not head and self.server.faults.should_fail(urlsplit(self.path).path):
+            self._send_error(HTTPStatus.SERVICE_UNAVAILABLE, "Service unavailable (injected)", head)
+            return
         entry = repo.files.get(path)
         if entry is None:
             self._send_error(
@@ -467,14 +502,23 @@ class HubHandler(BaseHTTPRequestHandler):
             self._stream(entry.disk_path, start, length)
 
     def _stream(self, disk_path: Path, start: int, length: int) -> None:
+        throttle = self.server.faults.throttle
+        # Throttled: small pieces, each sent no earlier than the rate allows.
+        piece = max(min(CHUNK_SIZE, throttle // 10), 1) if throttle else CHUNK_SIZE
+        started, sent = time.monotonic(), 0
         with disk_path.open("rb") as handle:
             handle.seek(start)
             remaining = length
             while remaining > 0:
-                chunk = handle.read(min(CHUNK_SIZE, remaining))
+                chunk = handle.read(min(piece, remaining))
                 if not chunk:
                     break
+                if throttle:
+                    delay = started + sent / throttle - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
                 self.wfile.write(chunk)
+                sent += len(chunk)
                 remaining -= len(chunk)
 
 
@@ -545,6 +589,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--token-file", type=Path, help="file holding the one valid access token")
     parser.add_argument("--log", type=Path, help="append one JSON line per request to this file")
+    parser.add_argument(
+        "--ref",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also resolve NAME (a tag or branch) to each repo's commit (repeatable)",
+    )
+    parser.add_argument(
+        "--fail-first",
+        type=int,
+        default=0,
+        metavar="N",
+        help="test only: answer 503 to the first N GETs of each /resolve/ path (default 0)",
+    )
+    parser.add_argument(
+        "--throttle",
+        type=int,
+        default=0,
+        metavar="BYTES_PER_SEC",
+        help="test only: stream each file body at most this fast (default 0: full speed)",
+    )
     return parser
 
 
@@ -560,8 +625,14 @@ def build_server(args: argparse.Namespace) -> HubServer:
     token = _read_token(args.token_file)
     if token is None and any(r.private for r in repos.values()):
         raise UsageError("a private repo needs --token-file")
+    if args.fail_first < 0:
+        raise UsageError(f"--fail-first must be 0 or more, got {args.fail_first}")
+    if args.throttle < 0:
+        raise UsageError(f"--throttle must be 0 or more bytes per second, got {args.throttle}")
+    faults = Faults(args.fail_first, args.throttle)
+    refs = frozenset(args.ref)
     try:
-        return HubServer((args.bind, args.port), repos, token, RequestLog(args.log))
+        return HubServer((args.bind, args.port), repos, token, RequestLog(args.log), faults, refs)
     except OSError as error:
         raise UsageError(f"cannot listen on {args.bind}:{args.port}: {error.strerror}") from None
 

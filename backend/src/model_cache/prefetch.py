@@ -3,19 +3,41 @@
 Entry point of `python docker/prefetch_models.py` (cwd /app). For each `org/name[@revision]`:
 
 1. resolve the revision to a commit (`model_info`: fails fast, names the HTTP error);
-2. `snapshot_download` into `$HF_HOME/hub` (huggingface_hub's standard cache layout);
-3. list the repo's files at that commit (`list_repo_tree`) and check each one is in the
-   snapshot at its size: completeness comes from the listing, not from the download call;
-4. record the model in `$HF_HOME/prefetch-manifest.json` (atomically).
+2. list the repo's files at that commit (`list_repo_tree`) and keep those the file patterns
+   select (below);
+3. download exactly those files at that commit into `$HF_HOME/hub` (huggingface_hub's
+   standard cache layout), each tried up to 3 times on connection errors and HTTP 5xx;
+4. check each selected file is in the snapshot at its listed size: completeness comes from
+   the listing, not from the download call;
+5. record the model, with exactly the selected files, in `$HF_HOME/prefetch-manifest.json`
+   (atomically; never for a repo that failed), and remove partial downloads of killed runs.
 
 One line per repo on stdout; the first failure prints one line on stderr and exits 1.
 Bad configuration exits 2. Always online, whatever HF_HUB_OFFLINE says (the image sets it
 to 1 for serving).
 
-Environment: HF_MODEL_REPOS, HF_REVISION (default main), HF_HOME (default /var/huggingface),
-HF_ENDPOINT (default https://huggingface.co), HF_TOKEN_FILE (default
-/run/secrets/huggingface_token) else HUGGINGFACE_HUB_TOKEN else HF_TOKEN else anonymous,
-HF_HUB_ETAG_TIMEOUT (default 10 s), HF_HUB_DOWNLOAD_TIMEOUT (default 30 s).
+Environment:
+  HF_MODEL_REPOS           comma separated `org/name[@revision]` (revision: branch, tag, commit)
+  HF_REVISION              revision of entries without '@' (default main)
+  HF_HOME                  cache root (default /var/huggingface)
+  HF_ENDPOINT              the Hub (default https://huggingface.co)
+  HF_TOKEN_FILE            file holding the token (default /run/secrets/huggingface_token);
+                           only when that file does not exist, HUGGINGFACE_HUB_TOKEN; else
+                           anonymous. HF_TOKEN and HUGGING_FACE_HUB_TOKEN are never used.
+  HF_ALLOW_PATTERNS        comma separated globs of the files to fetch (default: safetensors
+                           weights, *.json, *.txt, tokenizer*, vocab*, merges*, *.model,
+                           1_Pooling/*, modules.json, README.md, .gitattributes)
+  HF_IGNORE_PATTERNS       comma separated globs of files never to fetch (default: the other
+                           weight formats: pytorch_model*, *.onnx, onnx/*, openvino/*, *.h5,
+                           *.msgpack, tf_model*, flax_model*, rust_model.ot)
+  HF_HUB_ETAG_TIMEOUT      seconds for metadata calls (default 10)
+  HF_HUB_DOWNLOAD_TIMEOUT  seconds without data before a download fails (default 30)
+
+Globs match the whole path in the repo, `*` also across '/' (huggingface_hub's
+filter_repo_objects). With both pattern variables unset, a repo whose listing has no
+*.safetensors file is fetched with its other weight formats (allow + default ignore
+patterns, nothing ignored), after a one-line warning on stderr. Set either variable and the
+patterns apply exactly as given.
 """
 
 from __future__ import annotations
@@ -24,10 +46,13 @@ import argparse
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from src.model_cache.manifest import (
     CachedFile,
@@ -37,6 +62,7 @@ from src.model_cache.manifest import (
     hub_cache_dir,
     now_utc,
     record,
+    snapshot_dir,
 )
 from src.model_cache.spec import ModelSpec
 from src.settings import ConfigError, hf_home_from_env, model_specs_from_env
@@ -45,10 +71,40 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import httpx2
+    from huggingface_hub import HfApi
 
 DEFAULT_TOKEN_FILE = "/run/secrets/huggingface_token"  # noqa: S105 - a path, not a secret
 TIMEOUT_DEFAULTS = {"HF_HUB_ETAG_TIMEOUT": "10", "HF_HUB_DOWNLOAD_TIMEOUT": "30"}
 MAX_WORKERS = 4
+DOWNLOAD_TRIES = 3  # attempts of the listing and of each file, on transient errors only
+RETRY_BACKOFF_SECONDS = 0.5  # waited after the first failed attempt, doubled after each next
+DEFAULT_ALLOW_PATTERNS = (
+    "*.safetensors",
+    "*.json",
+    "*.txt",
+    "tokenizer*",
+    "vocab*",
+    "merges*",
+    "*.model",  # sentencepiece
+    "1_Pooling/*",
+    "modules.json",
+    "README.md",
+    ".gitattributes",
+)
+DEFAULT_IGNORE_PATTERNS = (  # other weight formats, skipped when the repo has safetensors
+    "pytorch_model*",
+    "*.onnx",
+    "onnx/*",
+    "openvino/*",
+    "*.h5",
+    "*.msgpack",
+    "tf_model*",
+    "flax_model*",
+    "rust_model.ot",
+)
+SAFETENSORS_PATTERN = "*.safetensors"
+
+T = TypeVar("T")
 
 
 class PrefetchError(Exception):
@@ -63,21 +119,66 @@ def token_file_from_env(env: Mapping[str, str]) -> Path:
 
 
 def read_token(env: Mapping[str, str]) -> str | None:
-    """HF_TOKEN_FILE's content if it exists and is non-empty, else the env token, else None."""
+    """HF_TOKEN_FILE's content if the file exists (None when it is empty); only when it does
+    not exist, HUGGINGFACE_HUB_TOKEN; else None. HF_TOKEN is never read."""
     path = token_file_from_env(env)
     try:
         token = path.read_text(encoding="utf-8").strip()
     except (FileNotFoundError, NotADirectoryError):
-        token = ""
+        token = env.get("HUGGINGFACE_HUB_TOKEN", "").strip()
     except OSError as error:
         raise ConfigError(f"HF_TOKEN_FILE: cannot read {path}: {error.strerror}") from None
-    if token:
-        return token
-    for variable in ("HUGGINGFACE_HUB_TOKEN", "HF_TOKEN"):
-        token = env.get(variable, "").strip()
-        if token:
-            return token
-    return None
+    return token or None
+
+
+@dataclass(frozen=True)
+class FilePatterns:
+    """Which files of a repo to fetch (globs over the path in the repo)."""
+
+    allow: tuple[str, ...]
+    ignore: tuple[str, ...]
+    configured: bool  # set by HF_ALLOW_PATTERNS / HF_IGNORE_PATTERNS: applied as given
+
+    def for_listing(self, paths: Sequence[str]) -> tuple[FilePatterns, bool]:
+        """The patterns to use for a repo with these files, and whether they fell back.
+
+        Defaults only: a repo with no (non-ignored) *.safetensors file falls back to its
+        other weight formats.
+        """
+        from huggingface_hub.utils._paths import filter_repo_objects  # not re-exported
+
+        if self.configured:
+            return self, False
+        kept = filter_repo_objects(
+            paths, allow_patterns=[SAFETENSORS_PATTERN], ignore_patterns=list(self.ignore)
+        )
+        if any(True for _ in kept):
+            return self, False
+        return FilePatterns(self.allow + self.ignore, (), configured=False), True
+
+    def select(self, paths: Sequence[str]) -> set[str]:
+        from huggingface_hub.utils._paths import filter_repo_objects  # not re-exported
+
+        return set(
+            filter_repo_objects(
+                paths, allow_patterns=list(self.allow), ignore_patterns=list(self.ignore) or None
+            )
+        )
+
+
+def _globs(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def patterns_from_env(env: Mapping[str, str]) -> FilePatterns:
+    """HF_ALLOW_PATTERNS and HF_IGNORE_PATTERNS (comma separated globs; unset/empty: default)."""
+    allow = _globs(env.get("HF_ALLOW_PATTERNS", ""))
+    ignore = _globs(env.get("HF_IGNORE_PATTERNS", ""))
+    return FilePatterns(
+        allow=allow or DEFAULT_ALLOW_PATTERNS,
+        ignore=ignore or DEFAULT_IGNORE_PATTERNS,
+        configured=bool(allow or ignore),
+    )
 
 
 def scrub(text: str, token: str | None) -> str:
@@ -112,6 +213,8 @@ def prepare_online_hub(hf_home: Path, timeouts: Mapping[str, str]) -> None:
     os.environ["HF_HUB_OFFLINE"] = "0"  # "0" (not unset) also masks TRANSFORMERS_OFFLINE
     os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"  # noqa: S105 - only send our token
     os.environ["HF_HOME"] = str(hf_home)
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN"):
+        os.environ.pop(variable, None)  # read_token() has run: huggingface_hub gets no other
     os.environ.update(timeouts)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -130,7 +233,7 @@ def prepare_online_hub(hf_home: Path, timeouts: Mapping[str, str]) -> None:
 def _bounded_client_factory(seconds: float) -> Callable[[], httpx2.Client]:
     """huggingface_hub's default HTTP client, plus a timeout for calls that set none.
 
-    Some calls (repo_info inside snapshot_download, list_repo_tree) pass timeout=None, which
+    Some calls (list_repo_tree, for one) pass timeout=None, which
     means "wait forever" in httpx2: the hook replaces an all-None timeout.
     """
     import httpx2
@@ -162,7 +265,7 @@ def describe(
     from huggingface_hub import errors
 
     if isinstance(error, errors.LocalEntryNotFoundError) and error.__cause__ is not None:
-        error = error.__cause__  # snapshot_download wraps connection errors
+        error = error.__cause__  # hf_hub_download wraps connection errors
     if isinstance(error, errors.RevisionNotFoundError):
         return f"revision {spec.revision!r} not found"
     if isinstance(error, errors.HfHubHTTPError):
@@ -207,10 +310,115 @@ def _short(error: BaseException) -> str:
 # ---------------------------------------------------------------- fetching
 
 
-def fetch(spec: ModelSpec, hf_home: Path, token: str | None) -> CachedModel:
-    """Download one repo, check the snapshot against the Hub's listing, return its record."""
-    from huggingface_hub import HfApi, constants, snapshot_download
+def is_transient(error: BaseException) -> bool:
+    """A connection error, timeout or HTTP 408/429/5xx: worth another try."""
+    import httpx2
+    from huggingface_hub import errors
+
+    if isinstance(error, errors.LocalEntryNotFoundError) and error.__cause__ is not None:
+        error = error.__cause__
+    if isinstance(error, httpx2.TransportError):
+        return True
+    if isinstance(error, errors.HfHubHTTPError) and error.response is not None:
+        status = error.response.status_code
+        return status in (408, 429) or status >= 500
+    return False
+
+
+def with_retries(call: Callable[[], T], tries: int = DOWNLOAD_TRIES) -> T:
+    """call(), tried up to `tries` times while it fails with a transient error."""
+    for attempt in range(1, tries + 1):
+        try:
+            return call()
+        except Exception as error:
+            if attempt >= tries or not is_transient(error):
+                raise
+            time.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def list_files(api: HfApi, spec: ModelSpec, commit: str, token: str | bool) -> list[CachedFile]:
+    """Every file of the repo at `commit`, with its size (LFS size for LFS files)."""
     from huggingface_hub.hf_api import RepoFile
+
+    files = []
+    for item in api.list_repo_tree(spec.repo_id, revision=commit, recursive=True, token=token):
+        if isinstance(item, RepoFile):
+            size = item.lfs.size if item.lfs is not None else item.size
+            files.append(CachedFile(path=item.path, size=int(size)))
+    return files
+
+
+def download(
+    spec: ModelSpec,
+    commit: str,
+    files: Sequence[CachedFile],
+    hf_home: Path,
+    token: str | bool,
+    etag_timeout: float,
+) -> None:
+    """Each file at `commit` into the cache, MAX_WORKERS at a time, each with its own retries.
+
+    At a commit, huggingface_hub makes no request for a file already in the snapshot. The
+    first failure cancels the files not started yet and is raised.
+    """
+    from huggingface_hub import hf_hub_download
+
+    def one(path: str) -> str:
+        return with_retries(
+            lambda: hf_hub_download(
+                spec.repo_id,
+                path,
+                revision=commit,
+                cache_dir=hub_cache_dir(hf_home),
+                token=token,
+                etag_timeout=etag_timeout,
+            )
+        )
+
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
+        futures = [pool.submit(one, f.path) for f in files]
+        try:
+            for future in futures:
+                future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def remove_stale_partials(hf_home: Path, spec: ModelSpec) -> None:
+    """Delete the repo's `blobs/*.incomplete` left by killed runs.
+
+    huggingface_hub 2.4 downloads to a per-process `<etag>.<random>.incomplete` file, so a
+    killed run's partial file is never resumed nor removed. One whose blob lock is held
+    belongs to a download in progress elsewhere and is left alone.
+    """
+    from huggingface_hub.utils._fixes import WeakFileLock  # not re-exported
+
+    folder = hub_cache_dir(hf_home) / spec.cache_folder
+    for partial in (folder / "blobs").glob("*.incomplete"):
+        etag = partial.name.split(".", 1)[0]
+        lock = hub_cache_dir(hf_home) / ".locks" / spec.cache_folder / f"{etag}.lock"
+        try:
+            with WeakFileLock(lock, timeout=0.1):
+                partial.unlink(missing_ok=True)
+        except Exception:  # noqa: S112 - locked (or unreadable): not ours to remove
+            continue
+
+
+def write_ref(hf_home: Path, spec: ModelSpec, commit: str) -> None:
+    """`refs/<revision>` -> commit, as huggingface_hub writes it for a branch or tag."""
+    if spec.revision == commit:
+        return
+    ref = hub_cache_dir(hf_home) / spec.cache_folder / "refs" / spec.revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit, encoding="utf-8")
+
+
+def fetch(spec: ModelSpec, hf_home: Path, token: str | None, patterns: FilePatterns) -> CachedModel:
+    """Download one repo's selected files, check the snapshot against the listing, return its
+    record."""
+    from huggingface_hub import HfApi, constants
 
     auth: str | bool = token or False  # False: anonymous, never a token found elsewhere
     api = HfApi(token=auth)
@@ -218,30 +426,33 @@ def fetch(spec: ModelSpec, hf_home: Path, token: str | None) -> CachedModel:
 
     # Resolve first: this call does no retry and no cache fallback, so a bad token, a missing
     # repo or revision, or an unreachable Hub fail here, fast and with the real reason.
-    api.model_info(spec.repo_id, revision=spec.revision, timeout=timeout, token=auth)
-    snapshot = Path(
-        snapshot_download(
-            spec.repo_id,
-            revision=spec.revision,
-            cache_dir=hub_cache_dir(hf_home),
-            token=auth,
-            etag_timeout=timeout,
-            max_workers=MAX_WORKERS,
-        )
-    )
-    commit = snapshot.name  # the commit snapshot_download resolved (snapshots/<commit>)
-    files = []
-    for item in api.list_repo_tree(spec.repo_id, revision=commit, recursive=True, token=auth):
-        if isinstance(item, RepoFile):
-            size = item.lfs.size if item.lfs is not None else item.size
-            files.append(CachedFile(path=item.path, size=int(size)))
-    if not files:
+    info = api.model_info(spec.repo_id, revision=spec.revision, timeout=timeout, token=auth)
+    commit = info.sha
+    if not commit:
+        raise PrefetchError(f"the Hub gave no commit for revision {spec.revision!r}")
+    listing = with_retries(lambda: list_files(api, spec, commit, auth))
+    if not listing:
         raise PrefetchError(f"the Hub lists no file at commit {commit}")
+    paths = [f.path for f in listing]
+    patterns, fell_back = patterns.for_listing(paths)
+    if fell_back:
+        print(
+            f"warning: {spec} has no *.safetensors file; fetching its other weight formats",
+            file=sys.stderr,
+            flush=True,
+        )
+    wanted = patterns.select(paths)
+    files = sorted((f for f in listing if f.path in wanted), key=lambda f: f.path)
+    if not files:
+        raise PrefetchError(f"no file at commit {commit} matches the allow/ignore patterns")
+    download(spec, commit, files, hf_home, auth, timeout)
+    snapshot = snapshot_dir(hf_home, spec.repo_id, commit)
     try:
         check_snapshot(snapshot, files)
     except ModelCacheError as error:
         raise PrefetchError(f"incomplete snapshot at commit {commit}: {error}") from None
-    files.sort(key=lambda f: f.path)
+    write_ref(hf_home, spec, commit)
+    remove_stale_partials(hf_home, spec)
     return CachedModel(
         repo_id=spec.repo_id,
         revision=spec.revision,
@@ -251,12 +462,14 @@ def fetch(spec: ModelSpec, hf_home: Path, token: str | None) -> CachedModel:
     )
 
 
-def prefetch_one(spec: ModelSpec, hf_home: Path, token: str | None, token_file: Path) -> str:
+def prefetch_one(
+    spec: ModelSpec, hf_home: Path, token: str | None, token_file: Path, patterns: FilePatterns
+) -> str:
     """Fetch and record one repo; returns the line to print. Raises PrefetchError."""
     from huggingface_hub import constants
 
     try:
-        model = fetch(spec, hf_home, token)
+        model = fetch(spec, hf_home, token, patterns)
     except PrefetchError:
         raise
     except Exception as error:  # every Hub/HTTP/file error becomes one line
@@ -281,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs = model_specs_from_env(os.environ)
         token = read_token(os.environ)
         timeouts = timeouts_from_env(os.environ)
+        patterns = patterns_from_env(os.environ)
+        token_file = token_file_from_env(os.environ)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -290,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_online_hub(hf_home, timeouts)
     for spec in specs:
         try:
-            line = prefetch_one(spec, hf_home, token, token_file_from_env(os.environ))
+            line = prefetch_one(spec, hf_home, token, token_file, patterns)
         except PrefetchError as error:
             print(scrub(f"error: prefetch of {spec} failed: {error}", token), file=sys.stderr)
             return 1

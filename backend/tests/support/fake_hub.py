@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +62,16 @@ def _read_ready_line(process: subprocess.Popen[str], timeout: float) -> str:
 
 
 @contextmanager
-def running_fake_hub(model_dir: Path, work_dir: Path) -> Iterator[FakeHub]:
-    """Serve model_dir as PUBLIC_REPO and, token-protected, as PRIVATE_REPO."""
+def running_fake_hub(
+    model_dir: Path,
+    work_dir: Path,
+    extra_repos: Sequence[str] = (),
+    options: Sequence[str] = (),
+) -> Iterator[FakeHub]:
+    """Serve model_dir as PUBLIC_REPO and, token-protected, as PRIVATE_REPO.
+
+    extra_repos: more `ID=DIR[:private]` values; options: more command-line options (faults).
+    """
     token = "hf_fake_" + "0123456789abcdef" * 2
     token_file = work_dir / "hub-token"
     token_file.write_text(token + "\n")
@@ -72,6 +80,9 @@ def running_fake_hub(model_dir: Path, work_dir: Path) -> Iterator[FakeHub]:
     command += ["--repo", f"{PUBLIC_REPO}={model_dir}"]
     command += ["--repo", f"{PRIVATE_REPO}={model_dir}:private"]
     command += ["--token-file", str(token_file), "--log", str(log_path)]
+    for repo in extra_repos:
+        command += ["--repo", repo]
+    command += options
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = _read_ready_line(process, timeout=60)
