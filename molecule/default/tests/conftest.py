@@ -37,6 +37,12 @@ def local_vars() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def repo_ids(local_vars: dict[str, Any]) -> list[str]:
+    """The deployed repos without their pinned revisions."""
+    return [entry.split("@")[0] for entry in local_vars["backend_hf_model_repos"]]
+
+
+@pytest.fixture(scope="session")
 def token(local_vars: dict[str, Any]) -> str:
     return str(local_vars["backend_huggingface_token"])
 

@@ -25,9 +25,9 @@ def hub_commits(host):
 
 
 def test_every_model_is_cached_at_the_commit_the_hub_served(
-    host, manifest, cache_dir, local_vars, hub_commits
+    host, manifest, cache_dir, repo_ids, hub_commits
 ):
-    for repo in local_vars["backend_hf_model_repos"]:
+    for repo in repo_ids:
         commit = hub_commits[repo]
         assert manifest[repo]["commit"] == commit, (
             f"{repo} cached at {manifest[repo]['commit']}, hub has {commit}"
@@ -56,16 +56,31 @@ def test_the_hub_log_never_holds_the_token(host, token):
     assert token not in host.file("/var/log/fake-hub/requests.jsonl").content_string
 
 
-def test_v1_models_lists_the_cached_models(http_get, manifest, local_vars):
+def test_v1_models_lists_the_cached_models(http_get, manifest, repo_ids):
     status, body = http_get("http://127.0.0.1:8000/v1/models")
     assert status == 200
     listed = {m["repo_id"]: m["commit"] for m in body["data"]}
-    assert listed == {
-        repo: manifest[repo]["commit"] for repo in local_vars["backend_hf_model_repos"]
-    }
+    assert listed == {repo: manifest[repo]["commit"] for repo in repo_ids}
 
 
 def test_token_file_hash_matches_the_inventory(host, token):
     # The deploy restored the right token after the wrong-token attempt.
     secret = host.file("/opt/nica/compose/secrets/huggingface_token").content_string
     assert sha256(secret) == sha256(token)
+
+
+def test_a_pinned_revision_is_recorded_with_its_commit(manifest, hub_commits):
+    entry = manifest["nica/private-minilm"]
+    assert entry["revision"] == "v1.0", f"pinned at v1.0, manifest says {entry['revision']!r}"
+    assert entry["commit"] == hub_commits["nica/private-minilm"]
+
+
+def test_only_the_needed_files_were_fetched(manifest, hub_log):
+    files = {f["path"] for f in manifest["sentence-transformers/all-MiniLM-L6-v2"]["files"]}
+    assert "model.safetensors" in files
+    unwanted = {"pytorch_model.bin", "onnx/model.onnx"} & files
+    assert not unwanted, f"the prefetch fetched {sorted(unwanted)} although safetensors exist"
+    asked = [
+        r["path"] for r in hub_log if "pytorch_model.bin" in r["path"] or "/onnx/" in r["path"]
+    ]
+    assert asked == [], f"the Hub was asked for skipped formats: {asked[:3]}"

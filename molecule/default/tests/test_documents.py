@@ -1,0 +1,27 @@
+"""PostgreSQL's real job: documents with embeddings, searched by cosine."""
+
+import urllib.parse
+
+SEARCH = "http://127.0.0.1:8000/v1/search"
+
+
+def _search(http_get, query, k=5):
+    status, body = http_get(f"{SEARCH}?{urllib.parse.urlencode({'q': query, 'k': k})}")
+    assert status == 200, f"/v1/search answered {status}: {body}"
+    return body["data"]
+
+
+def test_the_document_stored_before_the_redeploy_is_found_first(http_get):
+    hits = _search(http_get, "a marker document that survives redeploys")
+    assert hits, "search found nothing"
+    assert hits[0]["title"] == "side-effect-marker", f"top hit is {hits[0]['title']!r}"
+
+
+def test_seeded_documents_were_embedded_and_are_searchable(http_get, psql):
+    (missing,) = psql("SELECT count(*) FROM documents WHERE embedding IS NULL")[0]
+    assert missing == "0", f"{missing} documents still lack an embedding after start-up"
+    hits = _search(http_get, "anything", k=50)
+    (total,) = psql("SELECT count(*) FROM documents")[0]
+    assert len(hits) == int(total), "every document should be ranked"
+    scores = [hit["score"] for hit in hits]
+    assert scores == sorted(scores, reverse=True), "results must be best first"
