@@ -89,9 +89,10 @@ def test_redeploy_brings_service_back(redeploy):
 
 
 def _model_files(listing):
-    # path|size|mtime|inode of the snapshot files and blobs; not the manifest (a
-    # prepare rewrites it) nor huggingface_hub's lock files
-    return [f for f in listing if f.startswith("hub/") and not f.startswith("hub/.locks/")]
+    # path|size|mtime|inode of the blobs, the model files themselves (the listing has
+    # no snapshot symlinks); not what a prepare rewrites without downloading (the
+    # manifest, refs/, lock files)
+    return [f for f in listing if "/blobs/" in f]
 
 
 def test_redeploy_serves_the_same_cached_files(reboot, redeploy):
