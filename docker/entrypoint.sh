@@ -11,13 +11,27 @@
 #
 # Environment: RUN_DB_MIGRATIONS=1 runs `migrate-seed` on serve; HF_MODEL_REPOS
 # (comma separated, `org/name[@revision]`) and HF_REVISION drive the prefetch,
-# which serve runs unless HF_PREFETCH_ON_START=0.
+# which serve runs unless HF_PREFETCH_ON_START=0. HF_CACHE_MARKER names a file under
+# HF_HOME that only exists while an encrypted cache is unlocked: without it, serve,
+# prepare and prefetch stop with "model cache locked" instead of using an empty cache.
 set -Eeo pipefail
 
 log() { printf 'entrypoint: %s\n' "$*" >&2; }
 # The failing step has printed its own one-line "error: ..." reason; this line
 # only says which step stopped, so that reason stays the last error line.
 fail() { log "$1 failed (exit $2)"; exit "$2"; }
+
+# A locked fscrypt directory shows only ciphertext names, and an unmounted one is
+# missing or empty: either way the marker is not there by its name.
+require_unlocked_cache() {
+  [[ -z ${HF_CACHE_MARKER:-} ]] && return 0
+  local marker="${HF_HOME:-/var/huggingface}/${HF_CACHE_MARKER}"
+  if [[ ! -e $marker ]]; then
+    printf 'error: model cache locked or not mounted: %s is missing; unlock it with deploy.yml (see README, "After a reboot")\n' \
+      "$marker" >&2
+    exit 3
+  fi
+}
 
 migrate() {
   log "migrate-seed: applying database migrations and seed data"
@@ -48,9 +62,9 @@ serve() {
 }
 
 case "${1:-serve}" in
-  serve) serve ;;
-  prepare) migrate; prefetch; log "prepare: done" ;;
+  serve) require_unlocked_cache; serve ;;
+  prepare) require_unlocked_cache; migrate; prefetch; log "prepare: done" ;;
   migrate) migrate ;;
-  prefetch) prefetch ;;
+  prefetch) require_unlocked_cache; prefetch ;;
   *) exec "$@" ;;
 esac

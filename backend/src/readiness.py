@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from src.database.migrations import current_revision
 from src.database.session import error_reason
 from src.embeddings.registry import EmbeddingModels
+from src.model_cache.lock import locked_reason
 from src.model_cache.manifest import ModelCacheError, verify
 from src.model_cache.spec import ModelSpec
 from src.settings import Settings
@@ -63,7 +64,9 @@ def check_all(
     engine: Engine, settings: Settings, head: str, embedding_models: EmbeddingModels
 ) -> Readiness:
     database, schema = check_database(engine, settings, head)
-    models = check_models(settings.hf_home, settings.models)
+    models = locked_reason(settings.hf_home, settings.hf_cache_marker) or check_models(
+        settings.hf_home, settings.models
+    )
     return Readiness(
         {
             "database": database,

@@ -10,6 +10,8 @@ OTEL_EXPORTER_OTLP_ENDPOINT         OTLP/HTTP collector base URL, e.g. http://ot
                                     to <it>/v1/traces (default: unset, no traces exported)
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full traces URL, used as is; wins over the one above
 OTEL_SERVICE_NAME                   service.name of the spans (default nica-pro-backend)
+HF_CACHE_MARKER                     file name under HF_HOME that exists only while an encrypted
+                                    cache is unlocked (default: none, no check)
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Settings:
     models: tuple[ModelSpec, ...]
     embeddings_max_inputs: int = DEFAULT_EMBEDDINGS_MAX_INPUTS
     tracing: Tracing | None = None  # None: no traces exported
+    hf_cache_marker: str = ""
 
     @property
     def database_url_safe(self) -> str:
@@ -64,6 +67,7 @@ class Settings:
             models=tuple(model_specs_from_env(env)),
             embeddings_max_inputs=embeddings_max_inputs_from_env(env),
             tracing=tracing_from_env(env),
+            hf_cache_marker=hf_cache_marker_from_env(env),
         )
 
 
@@ -152,3 +156,10 @@ def tracing_from_env(env: Mapping[str, str]) -> Tracing | None:
         raise ConfigError(f"{variable} must be an http:// or https:// URL, got {traces_url!r}")
     service_name = env.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE_NAME
     return Tracing(traces_url=traces_url, service_name=service_name)
+
+
+def hf_cache_marker_from_env(env: Mapping[str, str]) -> str:
+    value = env.get("HF_CACHE_MARKER", "").strip()
+    if value in (".", "..") or "/" in value or "\0" in value:
+        raise ConfigError(f"HF_CACHE_MARKER must be a file name under HF_HOME, got {value!r}")
+    return value

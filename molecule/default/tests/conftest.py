@@ -23,10 +23,26 @@ SECRETS_DIR = f"{COMPOSE_DIR}/secrets"
 HUB_LOG = "/var/log/fake-hub/requests.jsonl"
 APP_UID = 10001
 POSTGRES_UID = 999
+# roles/model_cache's defaults
+CACHE_MOUNT = "/srv/nica-model-cache"
+CACHE_DIR = f"{CACHE_MOUNT}/hf-cache"
+CACHE_IMAGE = "/var/lib/nica/model-cache.img"
+CACHE_MARKER = ".model-cache-unlocked"
+KEY_FILE = "/etc/nica-model-cache/key"
 
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def protector_name(key: str) -> str:
+    """The fscrypt protector roles/model_cache names after a key (a hash, not the key)."""
+    return "nica-model-cache-" + sha256(f"nica-model-cache-protector:{key}")[:16]
+
+
+def report(name: str) -> Any:
+    """A JSON record the side effect left in build/reports."""
+    return json.loads((REPORTS / name).read_text())
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +61,18 @@ def repo_ids(local_vars: dict[str, Any]) -> list[str]:
 @pytest.fixture(scope="session")
 def token(local_vars: dict[str, Any]) -> str:
     return str(local_vars["backend_huggingface_token"])
+
+
+@pytest.fixture(scope="session")
+def cache_key(local_vars: dict[str, Any]) -> str:
+    """The inventory's model cache key (the cache ends the side effect protected by it)."""
+    return str(local_vars["model_cache_key"])
+
+
+@pytest.fixture(scope="session")
+def rotated_key() -> str:
+    """The key the side effect rotated to, and back from."""
+    return str(yaml.safe_load((REPORTS / "new-key.yml").read_text())["model_cache_key"])
 
 
 @pytest.fixture()

@@ -1,0 +1,159 @@
+"""The encrypted model cache (roles/model_cache) as deployed: fscrypt, the mount, the volume."""
+
+import json
+import re
+import shlex
+
+import pytest
+from conftest import (
+    APP_UID,
+    CACHE_DIR,
+    CACHE_IMAGE,
+    CACHE_MARKER,
+    CACHE_MOUNT,
+    KEY_FILE,
+    protector_name,
+)
+
+REFERENCE_WEIGHTS = "/srv/hub-data/all-MiniLM-L6-v2/model.safetensors"
+
+
+@pytest.fixture()
+def status(sh):
+    return sh(f"fscrypt status {CACHE_DIR}")
+
+
+@pytest.fixture()
+def options(status):
+    [line] = [line for line in status.splitlines() if line.startswith("Options:")]
+    return line.split()[1:]
+
+
+@pytest.fixture()
+def mount_unit(sh):
+    return sh(f"systemd-escape --path --suffix=mount {CACHE_MOUNT}").strip()
+
+
+def test_cache_directory_is_encrypted_with_fscrypt(status):
+    assert f'"{CACHE_DIR}" is encrypted with fscrypt.' in status, status
+
+
+@pytest.mark.parametrize(
+    "option", ["policy_version:2", "contents:AES_256_XTS", "filenames:AES_256_CTS"]
+)
+def test_policy_option(options, option):
+    assert option in options, f"fscrypt policy options are {options}, expected {option}"
+
+
+def test_cache_directory_is_unlocked(status):
+    assert "Unlocked: Yes" in status.splitlines(), status
+
+
+def test_one_raw_key_protector_wraps_the_inventory_key(status, cache_key):
+    protectors = re.findall(r"^[0-9a-f]{16}\s+\S+\s+(.*)$", status, re.M)
+    assert protectors == [f'raw key protector "{protector_name(cache_key)}"'], (
+        f"expected only the inventory key's raw-key protector, got {protectors}"
+    )
+
+
+def test_cache_is_ext4_on_a_loop_device_backed_by_the_image(sh):
+    [mount] = json.loads(sh(f"findmnt --json --mountpoint {CACHE_MOUNT}"))["filesystems"]
+    assert mount["fstype"] == "ext4", f"{CACHE_MOUNT} is {mount['fstype']}, expected ext4"
+    assert re.fullmatch(r"/dev/loop\d+", mount["source"]), f"source is {mount['source']}"
+    backing = sh(f"losetup --noheadings --output BACK-FILE {mount['source']}").strip()
+    assert backing == CACHE_IMAGE, f"{mount['source']} is backed by {backing}"
+
+
+def test_filesystem_has_the_encrypt_feature(sh):
+    features = sh(f"dumpe2fs -h {CACHE_IMAGE} 2>/dev/null | grep '^Filesystem features:'")
+    assert "encrypt" in features.split(), features
+
+
+def test_image_file_is_sparse_and_root_only(host):
+    image = host.file(CACHE_IMAGE)
+    assert (image.uid, image.mode) == (0, 0o600), f"owner {image.uid}, mode {oct(image.mode)}"
+    blocks, block_size = map(int, host.check_output(f"stat -c '%b %B' {CACHE_IMAGE}").split())
+    allocated = blocks * block_size
+    assert allocated < image.size, f"{CACHE_IMAGE} is not sparse: {allocated} of {image.size} bytes"
+
+
+def test_mount_unit_mounts_at_boot_before_docker(host, mount_unit):
+    unit = host.service(mount_unit)
+    assert unit.is_enabled, f"{mount_unit} should be enabled"
+    before = host.check_output(f"systemctl show -p Before --value {shlex.quote(mount_unit)}")
+    assert "docker.service" in before.split(), f"{mount_unit} is ordered before: {before}"
+
+
+def test_hf_cache_volume_binds_the_unlocked_directory(sh):
+    options = json.loads(sh("docker volume inspect hf-cache"))[0]["Options"]
+    assert options == {"type": "none", "o": "bind", "device": CACHE_DIR}, options
+
+
+def test_cache_directory_belongs_to_appuser(host):
+    directory = host.file(CACHE_DIR)
+    assert directory.uid == APP_UID, f"{CACHE_DIR} owner is {directory.uid}, expected {APP_UID}"
+    assert directory.mode == 0o750, f"{CACHE_DIR} mode is {oct(directory.mode)}"
+
+
+def test_unlocked_marker_is_inside_the_directory(host):
+    assert host.file(f"{CACHE_DIR}/{CACHE_MARKER}").is_file
+
+
+def test_backend_mounts_the_encrypted_directory(sh):
+    source = sh(f"findmnt --noheadings --output SOURCE --mountpoint {CACHE_MOUNT}").strip()
+    mountinfo = sh("docker exec nica-backend-1 cat /proc/self/mountinfo")
+    [line] = [line for line in mountinfo.splitlines() if line.split()[4] == "/var/huggingface"]
+    root, mount_source = line.split()[3], line.split(" - ")[1].split()[1]
+    assert (root, mount_source) == ("/hf-cache", source), (
+        f"/var/huggingface in the backend is {root} on {mount_source}, "
+        f"expected /hf-cache on {source}"
+    )
+
+
+def test_backend_reads_the_weights_from_the_cache(sh, local_vars):
+    repo = local_vars["backend_hf_model_repos"][0].split("@")[0]
+    folder = "models--" + repo.replace("/", "--")
+    weights = f"/var/huggingface/hub/{folder}/snapshots/*/model.safetensors"
+    inside = sh(f"docker exec nica-backend-1 sh -c 'sha256sum {weights}'").split()[0]
+    reference = sh(f"sha256sum {REFERENCE_WEIGHTS}").split()[0]
+    assert inside == reference, "the backend reads different weights than the Hub served"
+
+
+def test_no_key_is_kept_on_the_host_by_default(host):
+    for path in (KEY_FILE, "/etc/systemd/system/nica-model-cache-unlock.service"):
+        assert not host.file(path).exists, f"{path} exists without model_cache_persist_key"
+
+
+def test_the_key_tmpfs_is_gone(host):
+    assert not host.mount_point("/run/nica-model-cache-key").exists
+    assert not host.file("/run/nica-model-cache-key").exists
+
+
+def test_the_key_is_in_no_file_on_the_host(host, cache_key, rotated_key):
+    # Every regular file on the host's own filesystems, the cache image included,
+    # searched for both keys, base64 and raw. Not the fake Hub's read-only data.
+    script = (
+        "import base64, json, mmap, os, sys\n"
+        "keys = [n for k in sys.argv[1:] for n in (k.encode(), base64.b64decode(k))]\n"
+        "skip = {'/proc', '/sys', '/dev', '/srv/hub-data', '/srv/hub-extra', '/srv/fake-hub'}\n"
+        "def holds_a_key(path):\n"
+        "    if os.path.islink(path) or not os.path.isfile(path) or not os.path.getsize(path):\n"
+        "        return False\n"
+        "    with open(path, 'rb') as f:\n"
+        "        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:\n"
+        "            return any(m.find(k) != -1 for k in keys)\n"
+        "hits = []\n"
+        "for top, dirs, files in os.walk('/'):\n"
+        "    dirs[:] = [d for d in dirs if os.path.join(top, d) not in skip]\n"
+        "    for name in files:\n"
+        "        try:\n"
+        "            if holds_a_key(os.path.join(top, name)):\n"
+        "                hits.append(os.path.join(top, name))\n"
+        "        except (OSError, ValueError):\n"
+        "            pass\n"
+        "print(json.dumps(hits))\n"
+    )
+    out = host.check_output(
+        f"python3 -c {shlex.quote(script)} {shlex.quote(cache_key)} {shlex.quote(rotated_key)}"
+    )
+    assert json.loads(out) == [], f"a model cache key is stored in {json.loads(out)}"
