@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +17,9 @@ from src.app import create_app
 from src.database.migrations import upgrade_to_head
 from src.database.seed import SAMPLE_DOCUMENTS, seed
 from src.database.session import create_engine_from_settings
-from src.embeddings import Encoder
 from src.settings import Settings
 from tests.conftest import Database, Prefetched
-from tests.support.embeddings import cached_load, readyz_after_loading
+from tests.support.embeddings import app_while_loading, cached_load, readyz_after_loading
 from tests.support.fake_hub import PUBLIC_REPO
 from tests.support.postgres import PostgresCluster
 
@@ -257,17 +255,8 @@ def test_backfill_reembeds_documents_of_a_model_no_longer_configured(
 
 @pytest.fixture
 def loading_client(settings: Settings) -> Iterator[TestClient]:
-    release = threading.Event()
-
-    def slow_load(path: Path) -> Encoder:
-        release.wait(timeout=60)
-        return cached_load(path)
-
-    try:
-        with TestClient(create_app(settings, load_encoder=slow_load)) as client:
-            yield client
-    finally:
-        release.set()
+    with app_while_loading(settings) as client:
+        yield client
 
 
 def test_documents_are_503_while_the_model_loads(loading_client: TestClient) -> None:

@@ -21,7 +21,12 @@ from src.embeddings import Encoded, Encoder
 from src.model_cache.manifest import load_manifest, snapshot_dir
 from src.settings import Settings
 from tests.conftest import Database, Prefetched
-from tests.support.embeddings import cached_load, readyz_after_loading, reference_items
+from tests.support.embeddings import (
+    app_while_loading,
+    cached_load,
+    readyz_after_loading,
+    reference_items,
+)
 from tests.support.fake_hub import PUBLIC_REPO
 
 ITEMS = reference_items()
@@ -194,17 +199,8 @@ def test_non_text_input_is_422(client: TestClient) -> None:
 @pytest.fixture
 def loading_client(settings: Settings) -> Iterator[TestClient]:
     """The app while its model is still loading (the loader waits until the test ends)."""
-    release = threading.Event()
-
-    def slow_load(path: Path) -> Encoder:
-        release.wait(timeout=60)
-        return cached_load(path)
-
-    try:
-        with TestClient(create_app(settings, load_encoder=slow_load)) as client:
-            yield client
-    finally:
-        release.set()
+    with app_while_loading(settings) as client:
+        yield client
 
 
 def test_readyz_is_503_while_the_model_loads(loading_client: TestClient) -> None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+from fastapi.testclient import TestClient
 
+from src.app import create_app
 from src.embeddings import Encoder, load
+from src.settings import Settings
 
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 
@@ -49,3 +55,19 @@ def readyz_after_loading(client: httpx2.Client, timeout: float = 60) -> httpx2.R
         if time.monotonic() > deadline:
             raise AssertionError(f"models still loading after {timeout} s: {response.json()}")
         time.sleep(0.05)
+
+
+@contextmanager
+def app_while_loading(settings: Settings) -> Iterator[TestClient]:
+    """The app with its model still loading: the loader waits until the block ends."""
+    release = threading.Event()
+
+    def slow_load(path: Path) -> Encoder:
+        release.wait(timeout=60)
+        return cached_load(path)
+
+    try:
+        with TestClient(create_app(settings, load_encoder=slow_load)) as client:
+            yield client
+    finally:
+        release.set()
