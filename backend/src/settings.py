@@ -6,6 +6,9 @@ HF_HOME                 model cache root (default /var/huggingface)
 HF_MODEL_REPOS          comma separated org/name[@revision] (default: none)
 HF_REVISION             revision of entries without '@' (default main)
 EMBEDDINGS_MAX_INPUTS   most inputs one POST /v1/embeddings may carry (default 64)
+EMBEDDINGS_MAX_INPUT_CHARS  most characters of one text to embed: each input of POST
+                            /v1/embeddings, POST /v1/documents' text, GET /v1/search's q
+                            (default 20000)
 OTEL_EXPORTER_OTLP_ENDPOINT         OTLP/HTTP collector base URL, e.g. http://otel:4318; spans go
                                     to <it>/v1/traces (default: unset, no traces exported)
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full traces URL, used as is; wins over the one above
@@ -29,6 +32,11 @@ from src.model_cache.spec import ModelSpec, is_valid_revision, parse_model_repos
 DEFAULT_HF_HOME = "/var/huggingface"
 DEFAULT_REVISION = "main"
 DEFAULT_EMBEDDINGS_MAX_INPUTS = 64
+# The models read at most 256 or 512 tokens (all-MiniLM-L6-v2: 256), some 1,000-2,500
+# characters of English; the tokenizer still reads the whole text before truncating it.
+# 20000 is several times that, so long texts still embed (truncated), while one input costs
+# a bounded tokenizer pass (64 inputs x 20000 = 1.28 M characters per request at most).
+DEFAULT_EMBEDDINGS_MAX_INPUT_CHARS = 20000
 DRIVER = "postgresql+psycopg"
 DEFAULT_SERVICE_NAME = "nica-pro-backend"
 
@@ -51,6 +59,7 @@ class Settings:
     hf_home: Path
     models: tuple[ModelSpec, ...]
     embeddings_max_inputs: int = DEFAULT_EMBEDDINGS_MAX_INPUTS
+    embeddings_max_input_chars: int = DEFAULT_EMBEDDINGS_MAX_INPUT_CHARS
     tracing: Tracing | None = None  # None: no traces exported
     hf_cache_marker: str = ""
 
@@ -66,6 +75,7 @@ class Settings:
             hf_home=hf_home_from_env(env),
             models=tuple(model_specs_from_env(env)),
             embeddings_max_inputs=embeddings_max_inputs_from_env(env),
+            embeddings_max_input_chars=embeddings_max_input_chars_from_env(env),
             tracing=tracing_from_env(env),
             hf_cache_marker=hf_cache_marker_from_env(env),
         )
@@ -135,11 +145,19 @@ def model_specs_from_env(env: Mapping[str, str]) -> list[ModelSpec]:
 
 
 def embeddings_max_inputs_from_env(env: Mapping[str, str]) -> int:
-    value = env.get("EMBEDDINGS_MAX_INPUTS", "").strip()
+    return _positive_int(env, "EMBEDDINGS_MAX_INPUTS", DEFAULT_EMBEDDINGS_MAX_INPUTS)
+
+
+def embeddings_max_input_chars_from_env(env: Mapping[str, str]) -> int:
+    return _positive_int(env, "EMBEDDINGS_MAX_INPUT_CHARS", DEFAULT_EMBEDDINGS_MAX_INPUT_CHARS)
+
+
+def _positive_int(env: Mapping[str, str], variable: str, default: int) -> int:
+    value = env.get(variable, "").strip()
     if not value:
-        return DEFAULT_EMBEDDINGS_MAX_INPUTS
+        return default
     if not (value.isascii() and value.isdigit()) or int(value) == 0:
-        raise ConfigError(f"EMBEDDINGS_MAX_INPUTS must be a positive whole number, got {value!r}")
+        raise ConfigError(f"{variable} must be a positive whole number, got {value!r}")
     return int(value)
 
 

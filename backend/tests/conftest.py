@@ -31,13 +31,17 @@ class Database:
     password_file: Path
     cluster: PostgresCluster
 
-    def settings(self, hf_home: Path, models: str = "", url: str | None = None) -> Settings:
+    def settings(
+        self, hf_home: Path, models: str = "", url: str | None = None, **env: str
+    ) -> Settings:
+        """The app's settings for this database; `env`: more variables, e.g. EMBEDDINGS_..."""
         return Settings.from_env(
             {
                 "DATABASE_URL": url or self.url,
                 "DATABASE_PASSWORD_FILE": str(self.password_file),
                 "HF_HOME": str(hf_home),
                 "HF_MODEL_REPOS": models,
+                **env,
             }
         )
 

@@ -19,13 +19,19 @@ from src.database.seed import SAMPLE_DOCUMENTS, seed
 from src.database.session import create_engine_from_settings
 from src.settings import Settings
 from tests.conftest import Database, Prefetched
-from tests.support.embeddings import app_while_loading, cached_load, readyz_after_loading
+from tests.support.embeddings import (
+    app_while_loading,
+    cached_load,
+    readyz_after_loading,
+    text_of_length,
+)
 from tests.support.fake_hub import PUBLIC_REPO
 from tests.support.postgres import PostgresCluster
 
 DIMENSION = 384
 SEED_TITLES = {title for title, _ in SAMPLE_DOCUMENTS}
 BACKFILL_LOGGER = "src.backfill"
+MAX_CHARS = 20000  # EMBEDDINGS_MAX_INPUT_CHARS' default
 
 
 def seeded_copy(cluster: PostgresCluster, password_file: Path, hf_home: Path) -> Settings:
@@ -137,6 +143,18 @@ def test_unknown_collection_is_404_naming_it(client: TestClient) -> None:
     assert detail(add(client, "hello", collection="nope")) == (404, "collection 'nope' not found")
 
 
+def test_a_text_of_the_character_limit_is_stored(client: TestClient) -> None:
+    response = add(client, text_of_length(MAX_CHARS), title="Long")
+    assert response.status_code == 201, f"expected 201, got {response.status_code}"
+
+
+def test_a_text_over_the_character_limit_is_422(client: TestClient) -> None:
+    assert detail(add(client, text_of_length(MAX_CHARS + 1), title="Too long")) == (
+        422,
+        "text has 20001 characters, more than the 20000 allowed (EMBEDDINGS_MAX_INPUT_CHARS)",
+    )
+
+
 # ---- GET /v1/search
 
 
@@ -165,6 +183,17 @@ def test_search_returns_at_most_k_documents(client: TestClient) -> None:
 @pytest.mark.parametrize("k", [0, 51])
 def test_k_outside_1_to_50_is_422(client: TestClient, k: int) -> None:
     assert search(client, "anything", k=k).status_code == 422
+
+
+def test_a_q_of_the_character_limit_is_searched(client: TestClient) -> None:
+    assert hits(search(client, text_of_length(MAX_CHARS), k=1)), "no document found"
+
+
+def test_a_q_over_the_character_limit_is_422(client: TestClient) -> None:
+    assert detail(search(client, text_of_length(MAX_CHARS + 1))) == (
+        422,
+        "q has 20001 characters, more than the 20000 allowed (EMBEDDINGS_MAX_INPUT_CHARS)",
+    )
 
 
 def test_search_in_a_collection_sees_only_its_documents(

@@ -26,11 +26,13 @@ from tests.support.embeddings import (
     cached_load,
     readyz_after_loading,
     reference_items,
+    text_of_length,
 )
 from tests.support.fake_hub import PUBLIC_REPO
 
 ITEMS = reference_items()
 DIMENSION = 384
+MAX_CHARS = 20000  # EMBEDDINGS_MAX_INPUT_CHARS' default
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,7 @@ def test_base64_format_carries_the_same_float32_values(client: TestClient) -> No
 def test_openapi_documents_the_endpoint(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/v1/embeddings"]["post"]
     assert "OpenAI" in operation["description"]
+    assert "EMBEDDINGS_MAX_INPUT_CHARS" in operation["responses"]["422"]["description"]
 
 
 class HeldEncoder(Encoder):
@@ -187,6 +190,49 @@ def test_the_limit_follows_the_settings(settings: Settings) -> None:
         readyz_after_loading(client)
         response = embed(client, ["a", "b", "c"])
     assert response.status_code == 422, f"expected 422, got {response.status_code}"
+
+
+def test_an_input_of_the_character_limit_is_embedded(client: TestClient) -> None:
+    response = embed(client, [text_of_length(MAX_CHARS), "short"])
+    assert vectors(response).shape == (2, DIMENSION)
+    # Truncated at all-MiniLM-L6-v2's max_seq_length: 256 tokens, then 3 for "short".
+    assert response.json()["usage"]["prompt_tokens"] == 256 + 3
+
+
+@pytest.mark.parametrize(
+    ("text_input", "where"),
+    [
+        (text_of_length(MAX_CHARS + 1), "input"),
+        (["short", text_of_length(MAX_CHARS + 1)], "input[1]"),
+    ],
+    ids=["string", "item"],
+)
+def test_an_input_over_the_character_limit_is_422_naming_it(
+    client: TestClient, text_input: Any, where: str
+) -> None:
+    response = embed(client, text_input)
+    assert (response.status_code, response.json()["detail"]) == (
+        422,
+        f"{where} has 20001 characters, more than the 20000 allowed (EMBEDDINGS_MAX_INPUT_CHARS)",
+    )
+
+
+def test_the_character_limit_follows_embeddings_max_input_chars(
+    seeded_database: Database, prefetched: Prefetched
+) -> None:
+    settings = seeded_database.settings(
+        prefetched.hf_home, models=PUBLIC_REPO, EMBEDDINGS_MAX_INPUT_CHARS="10"
+    )
+    with TestClient(create_app(settings, load_encoder=cached_load)) as client:
+        readyz_after_loading(client)
+        # Characters, not bytes: these 10 characters are 12 bytes of UTF-8.
+        accepted = embed(client, ["héllo wörl"])
+        refused = embed(client, ["ok", "hello world"])
+    assert accepted.status_code == 200, f"expected 200, got {accepted.status_code}: {accepted.text}"
+    assert (refused.status_code, refused.json()["detail"]) == (
+        422,
+        "input[1] has 11 characters, more than the 10 allowed (EMBEDDINGS_MAX_INPUT_CHARS)",
+    )
 
 
 def test_non_text_input_is_422(client: TestClient) -> None:

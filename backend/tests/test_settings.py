@@ -90,6 +90,23 @@ def test_embeddings_max_inputs_is_read_from_the_environment() -> None:
     assert settings_from(EMBEDDINGS_MAX_INPUTS="8").embeddings_max_inputs == 8
 
 
+def test_embeddings_max_input_chars_defaults_to_20000() -> None:
+    assert settings_from().embeddings_max_input_chars == 20000
+
+
+def test_embeddings_max_input_chars_is_read_from_the_environment() -> None:
+    assert settings_from(EMBEDDINGS_MAX_INPUT_CHARS=" 500 ").embeddings_max_input_chars == 500
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many", "1e4"])
+def test_embeddings_max_input_chars_must_be_a_positive_whole_number(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from(EMBEDDINGS_MAX_INPUT_CHARS=value)
+    assert str(caught.value) == (
+        f"EMBEDDINGS_MAX_INPUT_CHARS must be a positive whole number, got {value!r}"
+    )
+
+
 # ---- tracing (OTLP/HTTP)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from src.api.deps import EmbeddingModelsDep, EncodeLimiterDep, EngineDep, SettingsDep
-from src.api.encoders import encoder_for, model_or_default
+from src.api.encoders import check_length, encoder_for, model_or_default
 from src.api.schemas import DocumentCreate, DocumentStored, SearchHit, SearchResults
 from src.database.documents import Hit, Stored, collection_id, insert_document, search
 from src.database.session import error_reason
@@ -36,7 +36,7 @@ T = TypeVar("T")
     responses={
         404: {"description": "unknown model or collection; the message names it"},
         409: {"description": "the collection already has a document with this title"},
-        422: {"description": "empty text"},
+        422: {"description": "empty text, or text longer than EMBEDDINGS_MAX_INPUT_CHARS"},
         503: {"description": "the model is still loading, or the database is unavailable"},
     },
 )
@@ -49,9 +49,11 @@ async def create_document(
 ) -> DocumentStored:
     """Store `text` in `collection` with its embedding by `model` (default: the first model of
     HF_MODEL_REPOS); GET /v1/search then finds it. The title defaults to the text's first line
-    (80 characters) and is unique within the collection."""
+    (80 characters) and is unique within the collection. The text may be at most
+    EMBEDDINGS_MAX_INPUT_CHARS characters long (20000 by default)."""
     if not body.text.strip():
         raise HTTPException(422, "text is empty: a document needs some text")
+    check_length("text", body.text, settings)
     model = model_or_default(body.model, settings)
     encoder = encoder_for(models, model)
     title = body.title or body.text.strip().splitlines()[0].strip()[:DEFAULT_TITLE_CHARS]
@@ -89,12 +91,16 @@ async def create_document(
     "/search",
     responses={
         404: {"description": "unknown model or collection; the message names it"},
-        422: {"description": "empty q, or k outside 1..50"},
+        422: {
+            "description": "empty q, q longer than EMBEDDINGS_MAX_INPUT_CHARS, or k outside 1..50"
+        },
         503: {"description": "the model is still loading, or the database is unavailable"},
     },
 )
 async def search_documents(
-    q: Annotated[str, Query(description="The query text.")],
+    q: Annotated[
+        str, Query(description="The query text; at most EMBEDDINGS_MAX_INPUT_CHARS characters.")
+    ],
     models: EmbeddingModelsDep,
     settings: SettingsDep,
     engine: EngineDep,
@@ -104,9 +110,11 @@ async def search_documents(
     model: Annotated[str | None, Query(description="Default: first of HF_MODEL_REPOS.")] = None,
 ) -> SearchResults:
     """The k documents nearest to `q` by cosine similarity, best first, among those embedded
-    with `model`; documents without an embedding yet are skipped."""
+    with `model`; documents without an embedding yet are skipped. `q` may be at most
+    EMBEDDINGS_MAX_INPUT_CHARS characters long (20000 by default)."""
     if not q.strip():
         raise HTTPException(422, "q is empty: give some text to search for")
+    check_length("q", q, settings)
     name = model_or_default(model, settings)
     encoder = encoder_for(models, name)
     collection_filter = None

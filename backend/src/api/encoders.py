@@ -1,4 +1,5 @@
-"""Which encoder serves a request: by repo id, or the default (first of HF_MODEL_REPOS)."""
+"""Which encoder serves a request (by repo id, or the default: first of HF_MODEL_REPOS), and
+how long a text it is given may be (EMBEDDINGS_MAX_INPUT_CHARS)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,15 @@ def encoder_for(models: EmbeddingModels, name: str) -> Encoder:
         headers = {"Retry-After": RETRY_AFTER_LOADING_S} if state == LOADING else None
         raise HTTPException(503, f"model {name} is not available: {state.reason}", headers)
     return state
+
+
+def check_length(where: str, text: str, settings: Settings) -> None:
+    """422 naming `where` (e.g. "input[3]", "q") when `text` is longer than
+    EMBEDDINGS_MAX_INPUT_CHARS: the tokenizer reads a text in full before truncating it."""
+    limit = settings.embeddings_max_input_chars
+    if len(text) > limit:
+        raise HTTPException(
+            422,
+            f"{where} has {len(text)} characters, more than the {limit} allowed "
+            "(EMBEDDINGS_MAX_INPUT_CHARS)",
+        )

@@ -44,7 +44,8 @@ class CollectionList(BaseModel):
 
 class EmbeddingRequest(BaseModel):
     input: str | list[str] = Field(
-        description="A text or a list of texts; none may be empty. Inputs longer than the "
+        description="A text or a list of texts; none may be empty, none longer than "
+        "EMBEDDINGS_MAX_INPUT_CHARS characters (20000 by default). Inputs longer than the "
         "model's max_seq_length (256 tokens for all-MiniLM-L6-v2) are truncated.",
         examples=["The quick brown fox", ["first text", "second text"]],
     )
@@ -80,7 +81,10 @@ class EmbeddingList(BaseModel):
 
 
 class DocumentCreate(BaseModel):
-    text: str = Field(description="The document's text; embedded and stored. Not empty.")
+    text: str = Field(
+        description="The document's text; embedded and stored. Not empty, at most "
+        "EMBEDDINGS_MAX_INPUT_CHARS characters (20000 by default)."
+    )
     title: str | None = Field(
         default=None,
         min_length=1,

@@ -41,6 +41,12 @@ def reference_items() -> tuple[ReferenceItem, ...]:
     return tuple(ReferenceItem(**item) for item in document["items"])
 
 
+def text_of_length(length: int) -> str:
+    """English prose of exactly `length` characters (the tokenizer reads words, not one blob)."""
+    sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
+    return (sentence * (length // len(sentence) + 1))[:length]
+
+
 def is_loading(check: str) -> bool:
     return any(part.endswith(": loading") for part in check.split("; "))
 
