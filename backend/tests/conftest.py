@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from src.database.migrations import upgrade_to_head
-from src.database.seed import seed
-from src.database.session import create_engine_from_settings
 from src.embeddings import Encoder
 from src.settings import Settings
+from tests.support.database import migrated_and_seeded
 from tests.support.embeddings import cached_load
 from tests.support.fake_hub import PUBLIC_REPO, FakeHub, running_fake_hub
 from tests.support.model_data import extract_model, find_wheel
@@ -90,13 +88,7 @@ def seeded_database(
 ) -> Database:
     """A database migrated to head and seeded (in-process, through the same functions)."""
     database = _new_database(pg_cluster, app_password_file)
-    engine = create_engine_from_settings(database.settings(tmp_path_factory.mktemp("unused")))
-    try:
-        upgrade_to_head(engine)
-        with engine.begin() as connection:
-            seed(connection)
-    finally:
-        engine.dispose()
+    migrated_and_seeded(database.settings(tmp_path_factory.mktemp("unused")))
     return database
 
 

@@ -14,11 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from src.app import create_app
-from src.database.migrations import upgrade_to_head
-from src.database.seed import SAMPLE_DOCUMENTS, seed
-from src.database.session import create_engine_from_settings
+from src.database.seed import SAMPLE_DOCUMENTS
 from src.settings import Settings
 from tests.conftest import Database, Prefetched
+from tests.support.database import migrated_and_seeded
 from tests.support.embeddings import (
     app_while_loading,
     cached_load,
@@ -39,13 +38,7 @@ def seeded_copy(cluster: PostgresCluster, password_file: Path, hf_home: Path) ->
     name = cluster.create_database()
     database = Database(name, cluster.app_url(name), password_file, cluster)
     settings = database.settings(hf_home, models=PUBLIC_REPO)
-    engine = create_engine_from_settings(settings)
-    try:
-        upgrade_to_head(engine)
-        with engine.begin() as connection:
-            seed(connection)
-    finally:
-        engine.dispose()
+    migrated_and_seeded(settings)
     return settings
 
 
