@@ -81,6 +81,7 @@ LOGS = [
     "reboot-redeploy.log",
     "rotate-back.log",
     "wrong-token-deploy.log",
+    "no-token-deploy.log",
     "guard-swap.log",
     "guard-data.log",
 ]

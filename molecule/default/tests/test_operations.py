@@ -1,4 +1,4 @@
-"""What the side effect did: compose down + redeploy, and a wrong-token deploy."""
+"""What the side effect did: compose down + redeploy, deploys with a wrong token and with none."""
 
 import json
 
@@ -15,6 +15,11 @@ def wrong_deploy():
 @pytest.fixture(scope="module")
 def wrong_deploy_log():
     return (REPORTS / "wrong-token-deploy.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def no_token_log():
+    return (REPORTS / "no-token-deploy.log").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +57,19 @@ def test_wrong_token_deploy_names_the_token_problem(wrong_deploy_log):
     assert any("token was rejected" in line for line in failures), (
         f"the failure does not name the token problem: {failures[-1][:300]}"
     )
+
+
+def test_deploy_without_a_token_fails_naming_the_private_repo(wrong_deploy, no_token_log):
+    assert wrong_deploy["no_token_rc"] != 0, "a deploy with no token must fail at the private repo"
+    failures = [line for line in no_token_log.splitlines() if "was not rolled out" in line]
+    assert any(
+        "prefetch of nica/private-minilm@v1.0 failed" in line and "no token was given" in line
+        for line in failures
+    ), f"the failure does not name the repo and the missing token: {failures[-1:]}"
+
+
+def test_no_token_in_the_no_token_deploy_output(no_token_log, token):
+    assert token not in no_token_log, "the real token appears in the no-token deploy's output"
 
 
 def test_no_token_in_verbose_diff_output(wrong_deploy_log, wrong_token, token):

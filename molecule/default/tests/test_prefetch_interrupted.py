@@ -106,16 +106,27 @@ def test_the_next_deploy_removed_the_partial_file(run):
     assert leftovers == [], f"the killed run's partial file is still there: {leftovers}"
 
 
-def test_the_next_deploy_fetched_only_what_was_missing(run, hub_log):
-    whole = set(snapshot_files(run["tree_killed"]))
-    fetched = [
-        record["path"].split("/resolve/", 1)[1].split("/", 1)[1]
+def retry_gets(run: dict[str, Any], hub_log: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(path in the repo, HTTP status) of each file GET the Hub saw during the second deploy."""
+    return [
+        (record["path"].split("/resolve/", 1)[1].split("/", 1)[1], record["status"])
         for record in hub_log[run["hub_log"]["retry"] : run["hub_log"]["end"]]
         if record["method"] == "GET" and record["path"].startswith(f"/{run['repo']}/resolve/")
     ]
+
+
+def test_the_next_deploy_fetched_only_what_was_missing(run, hub_log):
+    whole = set(snapshot_files(run["tree_killed"]))
+    fetched = [path for path, status in retry_gets(run, hub_log) if status == 200]
     assert fetched.count(WEIGHTS) == 1, f"the weights were fetched {fetched.count(WEIGHTS)} times"
     again = sorted(whole & set(fetched))
     assert again == [], f"files already whole before the kill were fetched again: {again}"
+
+
+def test_the_next_deploy_retried_a_hub_error(run, hub_log):
+    # The Hub answered 503 to each file's first GET during the second deploy.
+    statuses = [status for path, status in retry_gets(run, hub_log) if path == WEIGHTS]
+    assert statuses == [503, 200], f"GETs of the weights answered {statuses}, want [503, 200]"
 
 
 def test_the_completed_model_gives_the_same_vectors(run):
