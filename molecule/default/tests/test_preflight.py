@@ -1,8 +1,12 @@
 """roles/backend refuses bad input in preflight, naming the variable (side_effect_guard.yml)."""
 
+import re
+
 import pytest
 import yaml
 from conftest import REPORTS, report
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # in case a run's output was colored
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +16,7 @@ def guards():
 
 def _failures(case: str) -> list[str]:
     """The run's one-line failure reasons (ansible-core prints them as `[ERROR]: ...`)."""
-    log = (REPORTS / f"guard-{case}.log").read_text()
+    log = ANSI_ESCAPE.sub("", (REPORTS / f"guard-{case}.log").read_text())
     return [line for line in log.splitlines() if line.startswith("[ERROR]:")]
 
 
