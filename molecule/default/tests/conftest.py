@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,20 @@ def protector_name(key: str) -> str:
 def report(name: str) -> Any:
     """A JSON record the side effect left in build/reports."""
     return json.loads((REPORTS / name).read_text())
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # in case a run's output was colored
+
+
+def guard_log(case: str) -> str:
+    """The output of one refused run of side_effect_guard.yml, without color codes."""
+    return ANSI_ESCAPE.sub("", (REPORTS / f"guard-{case}.log").read_text())
+
+
+@pytest.fixture(scope="module")
+def guards() -> Any:
+    """What side_effect_guard.yml recorded: exit codes, checksums, the serving container."""
+    return report("model-cache-guards.json")
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +100,12 @@ def sh(host: Any):
         return str(result.stdout)
 
     return run
+
+
+@pytest.fixture()
+def cache_dir(sh) -> str:
+    """Where the hf-cache volume is on the host (the unlocked cache directory)."""
+    return str(sh("docker volume inspect -f '{{.Mountpoint}}' hf-cache").strip())
 
 
 @pytest.fixture()

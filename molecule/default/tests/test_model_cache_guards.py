@@ -1,16 +1,7 @@
 """roles/model_cache refuses to format data, and refuses a missing or malformed key."""
 
 import pytest
-from conftest import REPORTS, report
-
-
-@pytest.fixture(scope="module")
-def guards():
-    return report("model-cache-guards.json")
-
-
-def _log(case: str) -> str:
-    return (REPORTS / f"guard-{case}.log").read_text()
+from conftest import guard_log
 
 
 @pytest.mark.parametrize(
@@ -19,7 +10,7 @@ def _log(case: str) -> str:
 )
 def test_refuses_to_format_a_file_that_holds_something(guards, case, found):
     assert guards["runs"][case] != 0, f"the role did not fail on the {case} file"
-    failures = [line for line in _log(case).splitlines() if "Refusing to format" in line]
+    failures = [line for line in guard_log(case).splitlines() if "Refusing to format" in line]
     assert failures, f"the {case} run did not refuse to format"
     assert found in failures[-1], f"the failure does not say {found!r}: {failures[-1]}"
 
@@ -42,6 +33,6 @@ def test_refused_runs_left_no_mount_unit_or_mount_point(guards):
 )
 def test_bad_key_fails_preflight_saying_how_to_make_one(guards, case, problem):
     assert guards["runs"][case] != 0, f"the role accepted a {case}"
-    log = _log(case)
+    log = guard_log(case)
     assert problem in log, f"the failure does not say {problem!r}"
     assert "head -c 32 /dev/urandom | base64" in log, "the failure does not say how to make a key"

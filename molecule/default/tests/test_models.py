@@ -9,11 +9,6 @@ WEIGHTS_SIZE = 90868376  # model.safetensors of all-MiniLM-L6-v2
 
 
 @pytest.fixture()
-def cache_dir(sh):
-    return sh("docker volume inspect -f '{{.Mountpoint}}' hf-cache").strip()
-
-
-@pytest.fixture()
 def manifest(host, cache_dir):
     return json.loads(host.file(f"{cache_dir}/prefetch-manifest.json").content_string)["models"]
 

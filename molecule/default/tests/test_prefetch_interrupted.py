@@ -137,7 +137,6 @@ def test_the_completed_model_gives_the_same_vectors(run):
     assert np.allclose(a, b, atol=1e-6), f"max difference {np.abs(a - b).max()}"
 
 
-def test_no_partial_file_is_left_in_the_cache(sh):
-    cache = sh("docker volume inspect -f '{{.Mountpoint}}' hf-cache").strip()
-    leftovers = sh(f"find {cache}/hub -name '*.incomplete'").split()
+def test_no_partial_file_is_left_in_the_cache(sh, cache_dir):
+    leftovers = sh(f"find {cache_dir}/hub -name '*.incomplete'").split()
     assert leftovers == [], f"partial downloads left in the cache: {leftovers}"

@@ -1,23 +1,13 @@
 """roles/backend refuses bad input in preflight, naming the variable (side_effect_guard.yml)."""
 
-import re
-
 import pytest
 import yaml
-from conftest import REPORTS, report
-
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # in case a run's output was colored
-
-
-@pytest.fixture(scope="module")
-def guards():
-    return report("model-cache-guards.json")
+from conftest import REPORTS, guard_log
 
 
 def _failures(case: str) -> list[str]:
     """The run's one-line failure reasons (ansible-core prints them as `[ERROR]: ...`)."""
-    log = ANSI_ESCAPE.sub("", (REPORTS / f"guard-{case}.log").read_text())
-    return [line for line in log.splitlines() if line.startswith("[ERROR]:")]
+    return [line for line in guard_log(case).splitlines() if line.startswith("[ERROR]:")]
 
 
 @pytest.mark.parametrize(
@@ -42,7 +32,7 @@ def test_bad_token_is_not_printed(guards):
     token = str(
         yaml.safe_load((REPORTS / "guard-bad-token.yml").read_text())["backend_huggingface_token"]
     )
-    log = (REPORTS / "guard-bad-token.log").read_text()
+    log = guard_log("bad-token")
     assert token not in log, "the refused token appears in the -vvv output"
     assert token.split()[0] not in log, "part of the refused token appears in the -vvv output"
 
