@@ -18,6 +18,7 @@ recipe=$(cat "$here/build.sh" "$here/postgres-entrypoint.sh" | sha256sum | cut -
 HOST_IMAGE=${HOST_IMAGE:-nica-test/debian13-host:latest}
 PYTHON_IMAGE=${PYTHON_IMAGE:-nica-test/python:3.11-slim}
 POSTGRES_IMAGE=${POSTGRES_IMAGE:-nica-test/postgres:15}
+NGINX_IMAGE=${NGINX_IMAGE:-nica-test/nginx:stable}
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
@@ -92,6 +93,16 @@ build_postgres() {
   printf 'FROM %s\nSTOPSIGNAL SIGINT\n' "$POSTGRES_IMAGE" | docker build -q -t "$POSTGRES_IMAGE" - >/dev/null
 }
 
+build_nginx() {
+  # The official nginx image is Debian with nginx and curl; so is the stand-in.
+  bootstrap nginx bookworm nginx-light,curl,ca-certificates
+  local d="$work/nginx"
+  rm -f "$d"/etc/nginx/sites-enabled/*
+  slim "$d"
+  import "$d" "$NGINX_IMAGE" --change 'CMD ["nginx", "-g", "daemon off;"]' --change 'EXPOSE 80'
+  printf 'FROM %s\nSTOPSIGNAL SIGQUIT\n' "$NGINX_IMAGE" | docker build -q -t "$NGINX_IMAGE" - >/dev/null
+}
+
 command -v debootstrap >/dev/null || { echo "error: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
 mirror=$(debian_mirror)
 work=$(mktemp -d /var/tmp/nica-images.XXXXXX)
@@ -101,12 +112,13 @@ pids=()
 up_to_date "$HOST_IMAGE" || { build_host & pids+=($!); }
 up_to_date "$PYTHON_IMAGE" || { build_python & pids+=($!); }
 up_to_date "$POSTGRES_IMAGE" || { build_postgres & pids+=($!); }
+up_to_date "$NGINX_IMAGE" || { build_nginx & pids+=($!); }
 for pid in "${pids[@]}"; do wait "$pid"; done
 [[ ${#pids[@]} -gt 0 ]] || log "all images up to date (recipe $recipe)"
 
 if [[ -n $out_dir ]]; then
   mkdir -p "$out_dir"
-  for image in "$PYTHON_IMAGE" "$POSTGRES_IMAGE"; do
+  for image in "$PYTHON_IMAGE" "$POSTGRES_IMAGE" "$NGINX_IMAGE"; do
     archive="$out_dir/$(basename "${image%%:*}").tar"
     id=$(docker image inspect -f '{{ .Id }}' "$image")
     # Re-export only when the image changed, so the archive's checksum is stable.

@@ -11,8 +11,8 @@ while [ "$tries" -lt 3000 ]; do  # 5 minutes at most
     [ -f "$partial" ] || continue
     size=$(stat -c %s "$partial" 2>/dev/null || echo 0)
     [ "$size" -ge "$min" ] || continue
-    ids=$(docker ps -q --filter label=com.docker.compose.oneoff=True \
-      --filter label=com.docker.compose.service=backend | tr '\n' ' ')
+    # roles/backend names the one-shot prepare container <project>-prepare.
+    ids=$(docker ps -q --filter name='^nica-prepare$' | tr '\n' ' ')
     [ -n "$ids" ] || continue
     # shellcheck disable=SC2086  # one argument per container id
     docker kill --signal KILL $ids >/dev/null

@@ -114,6 +114,12 @@ def release(host: Any) -> dict[str, Any]:
     return dict(json.loads(host.file("/opt/nica/state/release.json").content_string))
 
 
+@pytest.fixture()
+def serving(release: dict[str, Any]) -> str:
+    """The container of the backend slot that serves (the proxy routes to it)."""
+    return f"nica-backend-{release['slot']}-1"
+
+
 def _request(host: Any, url: str, headers: dict[str, str] | None, body: Any) -> tuple[int, Any]:
     """One HTTP request from the host itself (its python3; no curl on a minimal host)."""
     data = None if body is None else json.dumps(body).encode()

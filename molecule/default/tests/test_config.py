@@ -27,10 +27,10 @@ def test_token_secret_file_is_0400_and_owned_by_appuser(host):
     assert secret.uid == APP_UID, f"token file owner is {secret.uid}, expected {APP_UID}"
 
 
-def test_token_is_readable_inside_the_backend(sh, token):
-    inside = sh("docker exec nica-backend-1 cat /run/secrets/huggingface_token")
+def test_token_is_readable_inside_the_backend(sh, token, serving):
+    inside = sh(f"docker exec {serving} cat /run/secrets/huggingface_token")
     assert sha256(inside) == sha256(token), "the backend reads a different token"
-    mode = sh("docker exec nica-backend-1 stat -c %a /run/secrets/huggingface_token").strip()
+    mode = sh(f"docker exec {serving} stat -c %a /run/secrets/huggingface_token").strip()
     assert mode == "400"
 
 

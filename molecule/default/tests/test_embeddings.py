@@ -54,8 +54,8 @@ def test_bad_requests_get_a_clear_4xx(http_post, payload, status):
     assert got == status, f"expected {status} for {payload}, got {got}: {body}"
 
 
-def test_the_serving_process_holds_no_token_in_its_environment(sh):
-    environ = sh("docker exec nica-backend-1 cat /proc/1/environ").split("\0")
+def test_the_serving_process_holds_no_token_in_its_environment(sh, serving):
+    environ = sh(f"docker exec {serving} cat /proc/1/environ").split("\0")
     names = {entry.split("=", 1)[0] for entry in environ if entry}
     leaked = names & {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN"}
     assert not leaked, f"the serving process has {sorted(leaked)} in its environment"

@@ -99,9 +99,9 @@ def test_unlocked_marker_is_inside_the_directory(host):
     assert host.file(f"{CACHE_DIR}/{CACHE_MARKER}").is_file
 
 
-def test_backend_mounts_the_encrypted_directory(sh):
+def test_backend_mounts_the_encrypted_directory(sh, serving):
     source = sh(f"findmnt --noheadings --output SOURCE --mountpoint {CACHE_MOUNT}").strip()
-    mountinfo = sh("docker exec nica-backend-1 cat /proc/self/mountinfo")
+    mountinfo = sh(f"docker exec {serving} cat /proc/self/mountinfo")
     [line] = [line for line in mountinfo.splitlines() if line.split()[4] == "/var/huggingface"]
     root, mount_source = line.split()[3], line.split(" - ")[1].split()[1]
     assert (root, mount_source) == ("/hf-cache", source), (
@@ -110,11 +110,11 @@ def test_backend_mounts_the_encrypted_directory(sh):
     )
 
 
-def test_backend_reads_the_weights_from_the_cache(sh, local_vars):
+def test_backend_reads_the_weights_from_the_cache(sh, local_vars, serving):
     repo = local_vars["backend_hf_model_repos"][0].split("@")[0]
     folder = "models--" + repo.replace("/", "--")
     weights = f"/var/huggingface/hub/{folder}/snapshots/*/model.safetensors"
-    inside = sh(f"docker exec nica-backend-1 sh -c 'sha256sum {weights}'").split()[0]
+    inside = sh(f"docker exec {serving} sh -c 'sha256sum {weights}'").split()[0]
     reference = sh(f"sha256sum {REFERENCE_WEIGHTS}").split()[0]
     assert inside == reference, "the backend reads different weights than the Hub served"
 

@@ -90,20 +90,17 @@ def test_failed_deploy_left_the_previous_release_serving(wrong_deploy):
     assert wrong_deploy["readyz_after"] == 200, "the backend was not ready after the failed deploy"
 
 
-def test_rollback_serves_the_previous_release(sh, release):
+def test_rollback_serves_the_previous_release():
     first = json.loads((REPORTS / "first-release.json").read_text())
-    assert release["image"] == first["image"], (
-        "after the rollback the first release should be recorded"
-    )
-    assert release["previous_image"] not in ("", first["image"]), (
-        "the rolled-back release should be kept"
-    )
-    serving = sh("docker inspect -f '{{.Config.Image}}' nica-backend-1").strip()
-    assert serving == first["image"], (
-        f"serving {serving}, expected the first release {first['image']}"
+    after = json.loads((REPORTS / "after-rollback.json").read_text())
+    record = after["record"]
+    assert record["release"] == first["release"], "after the rollback the first release should be recorded"
+    assert record["previous_image"] not in ("", first["image"]), "the rolled-back release should be kept"
+    assert after["serving_image"] == first["image"], (
+        f"serving {after['serving_image']}, expected the first release {first['image']}"
     )
 
 
-def test_both_releases_stay_on_the_host(sh, release):
+def test_the_serving_and_previous_release_stay_on_the_host(sh, release):
     for image in (release["image"], release["previous_image"]):
         assert sh(f"docker image ls -q {image}").strip(), f"{image} is gone from the host"

@@ -5,8 +5,9 @@ import json
 import pytest
 
 
-@pytest.mark.parametrize("container", ["nica-postgres-1", "nica-backend-1"])
-def test_container_is_healthy(sh, container):
+@pytest.mark.parametrize("container", ["nica-postgres-1", "nica-proxy-1", "serving"])
+def test_container_is_healthy(sh, container, serving):
+    container = serving if container == "serving" else container
     health = sh(f"docker inspect -f '{{{{.State.Health.Status}}}}' {container}").strip()
     assert health == "healthy", f"{container} is {health}, expected healthy"
 
@@ -31,8 +32,8 @@ def test_healthz_answers_200_from_the_host(http_get):
     assert (status, body) == (200, {"status": "ok"})
 
 
-def test_schema_is_at_the_migration_head(sh, psql):
-    current = sh("docker exec nica-backend-1 python -m src.database.cli current").strip()
+def test_schema_is_at_the_migration_head(sh, psql, serving):
+    current = sh(f"docker exec {serving} python -m src.database.cli current").strip()
     # "current: 0001 (head 0001)"
     words = current.replace("(", "").replace(")", "").split()
     assert words[0] == "current:" and words[1] == words[3], f"schema not at head: {current!r}"
@@ -49,7 +50,7 @@ def test_seed_rows_are_present(psql):
     assert int(count) >= 3, f"expected the seeded documents, found {count}"
 
 
-def test_backend_runs_as_appuser_with_a_read_only_root(sh):
-    inspect = json.loads(sh("docker inspect nica-backend-1"))[0]
+def test_backend_runs_as_appuser_with_a_read_only_root(sh, serving):
+    inspect = json.loads(sh(f"docker inspect {serving}"))[0]
     assert inspect["HostConfig"]["ReadonlyRootfs"] is True
-    assert sh("docker exec nica-backend-1 id -u").strip() == "10001"
+    assert sh(f"docker exec {serving} id -u").strip() == "10001"

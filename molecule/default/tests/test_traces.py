@@ -5,8 +5,8 @@ import json
 SPANS = "/var/log/otlp/spans.jsonl"
 
 
-def test_the_backend_is_configured_to_export_traces(sh):
-    env = sh("docker exec nica-backend-1 printenv OTEL_SERVICE_NAME OTEL_EXPORTER_OTLP_ENDPOINT")
+def test_the_backend_is_configured_to_export_traces(sh, serving):
+    env = sh(f"docker exec {serving} printenv OTEL_SERVICE_NAME OTEL_EXPORTER_OTLP_ENDPOINT")
     name, endpoint = env.split()
     assert name == "nica-pro-backend"
     assert endpoint.endswith(":4318"), f"unexpected OTLP endpoint {endpoint}"
