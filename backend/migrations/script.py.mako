@@ -16,6 +16,14 @@ revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# Required (the runner refuses a migration without it). True when the release before this one
+# keeps working with this migration applied: expand steps only (new tables, nullable columns,
+# constraints its writes satisfy). False for a contract step (drop or rename something the
+# previous release reads or writes, a NOT NULL it does not fill): then the previous release
+# goes unready while this one migrates and a rollback refuses. Split a breaking change into
+# steps one release apart: add the new shape and write both (expand), move the code to it, and
+# drop the old shape once the previous release no longer uses it (then that drop is True too).
+backward_compatible: bool = ...
 
 
 def upgrade() -> None:

@@ -1,4 +1,10 @@
-"""Readiness checks: database reachable, schema at the migration head, models cached and loaded."""
+"""Readiness checks: database reachable, schema servable by this release, models cached and
+loaded.
+
+Each check is a Check: whether it passes and the text /readyz shows under its name. The schema
+passes at this release's migration head ("ok") and ahead of it by backward-compatible
+migrations only ("ok: at 0003, ahead of ..."; the rule is src.database.compat's).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from src.database.migrations import current_revision
+from src.database.compat import OK, serving_status
+from src.database.migrations import ReleaseSchema
 from src.database.session import error_reason
 from src.embeddings.registry import EmbeddingModels
 from src.model_cache.lock import locked_reason
@@ -18,36 +25,57 @@ from src.model_cache.manifest import ModelCacheError, verify
 from src.model_cache.spec import ModelSpec
 from src.settings import Settings
 
-OK = "ok"
 STATEMENT_TIMEOUT_MS = 2000
 
 
 @dataclass(frozen=True)
+class Check:
+    passed: bool
+    text: str
+
+    @classmethod
+    def from_text(cls, value: str) -> Check:
+        """For the checks whose only passing text is "ok" (database, models, embeddings)."""
+        return cls(value == OK, value)
+
+
+@dataclass(frozen=True)
 class Readiness:
-    checks: dict[str, str]
+    results: dict[str, Check]
 
     @property
     def ready(self) -> bool:
-        return all(value == OK for value in self.checks.values())
+        return all(check.passed for check in self.results.values())
+
+    @property
+    def checks(self) -> dict[str, str]:
+        """Every check's text by name: the "checks" object of /readyz."""
+        return {name: check.text for name, check in self.results.items()}
+
+    @property
+    def failing(self) -> dict[str, str]:
+        return {name: check.text for name, check in self.results.items() if not check.passed}
 
 
-def check_database(engine: Engine, settings: Settings, head: str) -> tuple[str, str]:
-    """(database, schema) check results."""
+def check_database(
+    engine: Engine, settings: Settings, release: ReleaseSchema
+) -> tuple[Check, Check]:
+    """(database, schema) checks."""
     try:
         with engine.connect() as connection:
             connection.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
             connection.execute(text("SELECT 1"))
             try:
-                current = current_revision(connection)
+                status = serving_status(connection, release.head, release.revisions)
             except SQLAlchemyError as error:
-                return OK, f"cannot read alembic_version: {error_reason(error, settings)}"
+                reason = error_reason(error, settings)
+                return Check(True, OK), Check(False, f"cannot read the schema's revision: {reason}")
     except SQLAlchemyError as error:
-        return error_reason(error, settings), "not checked: the database is unavailable"
-    if current == head:
-        return OK, OK
-    if current is None:
-        return OK, f"not migrated, head is {head}"
-    return OK, f"at {current}, head is {head}"
+        return (
+            Check(False, error_reason(error, settings)),
+            Check(False, "not checked: the database is unavailable"),
+        )
+    return Check(True, OK), Check(status.serves, status.check)
 
 
 def check_models(hf_home: Path, specs: Iterable[ModelSpec]) -> str:
@@ -61,9 +89,9 @@ def check_models(hf_home: Path, specs: Iterable[ModelSpec]) -> str:
 
 
 def check_all(
-    engine: Engine, settings: Settings, head: str, embedding_models: EmbeddingModels
+    engine: Engine, settings: Settings, release: ReleaseSchema, embedding_models: EmbeddingModels
 ) -> Readiness:
-    database, schema = check_database(engine, settings, head)
+    database, schema = check_database(engine, settings, release)
     models = locked_reason(settings.hf_home, settings.hf_cache_marker) or check_models(
         settings.hf_home, settings.models
     )
@@ -71,7 +99,7 @@ def check_all(
         {
             "database": database,
             "schema": schema,
-            "models": models,
-            "embeddings": embedding_models.status(),
+            "models": Check.from_text(models),
+            "embeddings": Check.from_text(embedding_models.status()),
         }
     )

@@ -19,6 +19,8 @@ revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# New tables only: nothing of a previous release reads or writes them.
+backward_compatible: bool = True
 
 
 def upgrade() -> None:

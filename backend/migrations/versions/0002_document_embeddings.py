@@ -27,6 +27,8 @@ revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Expand only (see above): the previous release ignores the new columns.
+backward_compatible: bool = True
 
 COMPLETE = (
     "(embedding IS NULL AND embedding_model IS NULL AND embedding_dim IS NULL)"

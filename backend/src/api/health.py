@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from src.api.deps import EmbeddingModelsDep, EngineDep, SettingsDep
-from src.readiness import check_all
+from src.database.migrations import release_schema
+from src.readiness import Readiness, check_all
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
@@ -28,11 +29,12 @@ def readyz(
     engine: EngineDep,
     embedding_models: EmbeddingModelsDep,
 ) -> JSONResponse:
-    """200 when the database answers, its schema is at the migration head and every
-    configured model is in the cache at its revision and loaded for embeddings; 503
-    otherwise (while the models load at start-up, "embeddings" says "loading")."""
-    readiness = check_all(engine, settings, request.app.state.migration_head, embedding_models)
-    _log_transition(request, readiness.ready, readiness.checks)
+    """200 when the database answers, its schema is at this release's migration head (or
+    ahead of it by backward-compatible migrations only) and every configured model is in the
+    cache at its revision and loaded for embeddings; 503 otherwise (while the models load at
+    start-up, "embeddings" says "loading")."""
+    readiness = check_all(engine, settings, release_schema(), embedding_models)
+    _log_transition(request, readiness)
     body: dict[str, Any] = {
         "status": "ready" if readiness.ready else "unready",
         "checks": readiness.checks,
@@ -40,13 +42,13 @@ def readyz(
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
 
-def _log_transition(request: Request, ready: bool, checks: dict[str, str]) -> None:
+def _log_transition(request: Request, readiness: Readiness) -> None:
     """One log line when readiness changes, not one per probe."""
-    if getattr(request.app.state, "last_ready", None) == ready:
+    if getattr(request.app.state, "last_ready", None) == readiness.ready:
         return
-    request.app.state.last_ready = ready
-    if ready:
+    request.app.state.last_ready = readiness.ready
+    if readiness.ready:
         logger.info("readyz: ready")
     else:
-        failing = ", ".join(f"{name}: {value}" for name, value in checks.items() if value != "ok")
+        failing = ", ".join(f"{name}: {value}" for name, value in readiness.failing.items())
         logger.warning("readyz: unready (%s)", failing)

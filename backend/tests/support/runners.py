@@ -10,6 +10,11 @@ from pathlib import Path
 
 BACKEND_DIR = Path(__file__).resolve().parents[2]
 PREFETCH_CODE = "import sys; from src.model_cache.prefetch import main; sys.exit(main())"
+WAITING_DB_CLI_CODE = (
+    "import sys; from src.database.cli import main; "
+    "print('waiting', file=sys.stderr, flush=True); sys.stdin.readline(); "
+    "sys.exit(main(sys.argv[1:]))"
+)
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -20,11 +25,11 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 def run_python(
-    args: list[str], env: Mapping[str, str], timeout: float = 120
+    args: list[str], env: Mapping[str, str], timeout: float = 120, cwd: Path = BACKEND_DIR
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args],
-        cwd=BACKEND_DIR,
+        cwd=cwd,
         env=dict(env),
         capture_output=True,
         text=True,
@@ -55,7 +60,25 @@ def run_prefetch(
 
 
 def run_db_cli(
-    command: str, database_url: str, password_file: Path
+    command: str, database_url: str, password_file: Path, backend_dir: Path = BACKEND_DIR
 ) -> subprocess.CompletedProcess[str]:
+    """The database CLI of the backend in `backend_dir` (another release: a copy of it)."""
     env = base_env(DATABASE_URL=database_url, DATABASE_PASSWORD_FILE=str(password_file))
-    return run_python(["-m", "src.database.cli", command], env)
+    return run_python(["-m", "src.database.cli", command], env, cwd=backend_dir)
+
+
+def start_db_cli_on_signal(
+    command: str, database_url: str, password_file: Path, backend_dir: Path = BACKEND_DIR
+) -> subprocess.Popen[str]:
+    """The database CLI, imported and then waiting: it prints "waiting" on stderr and runs
+    `command` once a line arrives on its stdin (to start several at the same moment)."""
+    env = base_env(DATABASE_URL=database_url, DATABASE_PASSWORD_FILE=str(password_file))
+    return subprocess.Popen(
+        [sys.executable, "-c", WAITING_DB_CLI_CODE, command],
+        cwd=backend_dir,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
