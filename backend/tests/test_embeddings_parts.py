@@ -150,14 +150,16 @@ def test_non_bert_model_is_refused(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_layer_norm_eps_of_minilm_is_config_jsons(model_dir: Path) -> None:
-    assert read_bert_config(model_dir / "config.json").layer_norm_eps == 1e-12
+    eps = read_bert_config(model_dir / "config.json").layer_norm_eps
+    assert eps == 1e-12, f"all-MiniLM-L6-v2's config.json says layer_norm_eps 1e-12, read {eps}"
 
 
 def test_layer_norm_eps_defaults_to_transformers_1e_12(model_dir: Path, tmp_path: Path) -> None:
     config = json.loads((model_dir / "config.json").read_text())
     del config["layer_norm_eps"]
     write_json(tmp_path / "config.json", config)
-    assert read_bert_config(tmp_path / "config.json").layer_norm_eps == 1e-12
+    eps = read_bert_config(tmp_path / "config.json").layer_norm_eps
+    assert eps == 1e-12, f"without layer_norm_eps, transformers uses 1e-12, not {eps}"
 
 
 @pytest.mark.parametrize("value", ["1e-12", True, 0, -1e-5, float("nan"), None])
