@@ -83,7 +83,10 @@ def test_current_prints_the_revision(seeded_database: Database) -> None:
 
 def test_current_on_empty_database(empty_database: Database) -> None:
     result = run_db_cli("current", empty_database.url, empty_database.password_file)
-    assert lines(result.stdout) == [f"current: none (head {head_revision()})"]
+    assert (result.returncode, lines(result.stdout)) == (
+        0,
+        [f"current: none (head {head_revision()})"],
+    ), f"expected exit 0 and 'current: none', got {result.returncode}: {result.stderr}"
 
 
 def test_unreachable_database_is_one_line_without_password(app_password_file: Path) -> None:
@@ -109,7 +112,13 @@ def test_wrong_password_is_one_line_without_password(
     password_file.write_text("wrong-password-xyz")
     result = run_db_cli("migrate", empty_database.url, password_file)
     assert result.returncode == 1, f"expected exit 1, got {result.returncode}"
-    assert len(lines(result.stderr)) == 1, f"expected one line, got: {result.stderr}"
+    safe_url = empty_database.url.replace("://app@", "://app:***@")
+    errors = lines(result.stderr)
+    assert (
+        len(errors) == 1
+        and errors[0].startswith(f"error: cannot reach the database at {safe_url}: ")
+        and errors[0].endswith('password authentication failed for user "app"')
+    ), f"expected one line naming the URL and the failed password authentication, got {errors}"
     assert "wrong-password-xyz" not in result.stdout + result.stderr, "password printed"
 
 
@@ -121,4 +130,6 @@ def test_bad_usage_exits_2(seeded_database: Database) -> None:
 def test_missing_configuration_exits_2_naming_the_variable() -> None:
     result = run_python(["-m", "src.database.cli", "migrate"], env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2, f"expected exit 2, got {result.returncode}"
-    assert lines(result.stderr)[0].startswith("error: DATABASE_URL is not set")
+    assert lines(result.stderr) == [
+        "error: DATABASE_URL is not set (e.g. postgresql+psycopg://app@postgres:5432/app)"
+    ]

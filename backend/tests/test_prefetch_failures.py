@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import signal
 import subprocess
 import sys
@@ -24,21 +22,13 @@ from src.model_cache.manifest import (
 )
 from src.model_cache.spec import ModelSpec
 from tests.support.fake_hub import PUBLIC_REPO, FakeHub, running_fake_hub
-from tests.support.model_data import model_files
+from tests.support.model_data import model_files, sha256
 from tests.support.runners import BACKEND_DIR, PREFETCH_CODE, base_env, run_prefetch, run_python
 
 SPEC = ModelSpec(PUBLIC_REPO, "main")
 WEIGHTS = "model.safetensors"
 THROTTLE = 5_000_000  # bytes/s: the 90 MB weights would take 18 s
 KILL_AFTER = 1  # bytes of the weights on disk (written in 10 MiB pieces)
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_gets(hub: FakeHub, mark: int) -> list[tuple[str, int]]:
@@ -283,7 +273,7 @@ def test_verify_reports_the_lost_file(damaged: Path) -> None:
 
 
 def test_next_prefetch_fetches_only_the_lost_file(
-    damaged: Path, fake_hub: FakeHub, hub_token_file: Path
+    damaged: Path, fake_hub: FakeHub, hub_token_file: Path, model_dir: Path
 ) -> None:
     mark = fake_hub.log_mark()
     result = run_prefetch(
@@ -291,4 +281,8 @@ def test_next_prefetch_fetches_only_the_lost_file(
     )
     assert result.returncode == 0, f"the repair should succeed: {result.stderr}"
     assert file_gets(fake_hub, mark) == [("vocab.txt", 200)]
-    assert json.loads((damaged / "prefetch-manifest.json").read_text())["models"][PUBLIC_REPO]
+    repaired = verify(damaged, SPEC)  # the manifest's entry, each of its files checked on disk
+    vocab = CachedFile("vocab.txt", (model_dir / "vocab.txt").stat().st_size)
+    assert (repaired.commit, vocab in repaired.files) == (fake_hub.commit_of(PUBLIC_REPO), True), (
+        f"expected the Hub's commit and {vocab} in the manifest, got {repaired}"
+    )

