@@ -35,8 +35,9 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def guarded(self: socket.socket, address: Any) -> None:
         if self.family in (socket.AF_INET, socket.AF_INET6):
-            host = ipaddress.ip_address(address[0]) if address[0] != "localhost" else None
-            assert host is None or host.is_loopback, f"a connection left loopback: {address}"
+            host = str(address[0])
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            assert loopback, f"a connection left loopback: {address}"
         connect(self, address)
 
     def no_tiktoken(*args: Any, **kwargs: Any) -> None:
@@ -90,7 +91,10 @@ def api_embeddings(http: httpx2.Client, texts: list[str]) -> list[list[float]]:
     body = {"input": texts, "model": PUBLIC_REPO, "encoding_format": "float"}
     response = http.post("/v1/embeddings", json=body)
     assert response.status_code == 200, f"expected 200, got {response.status_code}: {response.text}"
-    return [entry["embedding"] for entry in response.json()["data"]]
+    embeddings = [entry["embedding"] for entry in response.json()["data"]]
+    shapes = [(type(e).__name__, len(e)) for e in embeddings]
+    assert shapes == [("list", 384)] * len(texts), f"expected lists of 384 floats: {shapes}"
+    return embeddings
 
 
 # ---- openai: embeddings

@@ -142,9 +142,8 @@ def describe(error: Mapping[str, Any]) -> tuple[str, str | None]:
     if "param" in error.get("ctx", {}):  # our own checks (src.api.schemas) name the field
         return text, str(error["ctx"]["param"])
     value = error.get("input")
-    shown = repr(value)
-    if isinstance(value, str | int | float | bool) and len(shown) <= MAX_SHOWN_VALUE:
-        return f"{where}: {text}, got {shown}", where
+    if isinstance(value, str | int | float | bool) and len(repr(value)) <= MAX_SHOWN_VALUE:
+        return f"{where}: {text}, got {value!r}", where
     return f"{where}: {text}", where
 
 
