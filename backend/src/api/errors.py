@@ -8,7 +8,6 @@ Other routes (/healthz, /readyz, /docs) keep FastAPI's shapes.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -25,7 +24,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 API_PREFIX = "/v1/"
 MAX_SHOWN_VALUE = 40  # characters of a refused value quoted in a validation message
-logger = logging.getLogger(__name__)
 
 
 class ApiError(HTTPException):
