@@ -10,7 +10,7 @@ from anyio import CapacityLimiter
 from fastapi import FastAPI
 
 from src import embeddings, telemetry
-from src.api import collections, documents, health, models
+from src.api import collections, documents, errors, health, models
 from src.api import embeddings as embeddings_api
 from src.backfill import run_backfill
 from src.database.migrations import head_revision
@@ -65,6 +65,7 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
             telemetry.shut_down(tracer_provider)
 
     app = FastAPI(title="nica-pro backend", version="1.0.0", lifespan=lifespan)
+    errors.install(app)  # OpenAI's error shape under /v1
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(collections.router)

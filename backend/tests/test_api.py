@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from src.app import create_app
 from src.database.migrations import head_revision
+from src.model_cache.manifest import load_manifest
 from src.settings import Settings
 from tests.conftest import Database, Prefetched
 from tests.support.embeddings import cached_load, readyz_after_loading
@@ -118,7 +120,7 @@ def test_readyz_never_shows_the_password(seeded_database: Database, tmp_path: Pa
 # ---- /v1/models
 
 
-def test_models_lists_the_cached_model_from_the_manifest(
+def test_models_lists_the_cached_model_in_the_openai_shape(
     seeded_database: Database, prefetched: Prefetched, fake_hub: FakeHub, model_dir: Path
 ) -> None:
     settings = seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
@@ -127,13 +129,58 @@ def test_models_lists_the_cached_model_from_the_manifest(
     assert body["object"] == "list"
     [entry] = body["data"]
     files = model_files(model_dir)
+    fetched_at = load_manifest(prefetched.hf_home)[PUBLIC_REPO].fetched_at
     assert entry == {
-        "repo_id": PUBLIC_REPO,
+        "id": PUBLIC_REPO,
+        "object": "model",
+        "created": int(datetime.fromisoformat(fetched_at).timestamp()),
+        "owned_by": "sentence-transformers",
         "revision": "main",
         "commit": fake_hub.commit_of(PUBLIC_REPO),
         "files": [{"path": p, "size": s} for p, s in sorted(files.items())],
         "bytes": sum(files.values()),
     }
+
+
+def test_a_model_by_its_repo_id_is_its_entry_of_the_list(
+    seeded_database: Database, prefetched: Prefetched
+) -> None:
+    settings = seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
+    with client_for(settings) as client:
+        [listed] = client.get("/v1/models").json()["data"]
+        response = client.get(f"/v1/models/{PUBLIC_REPO}")
+    assert (response.status_code, response.json()) == (200, listed)
+
+
+def test_an_unknown_model_id_is_404_naming_the_available_ones(
+    seeded_database: Database, prefetched: Prefetched
+) -> None:
+    settings = seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
+    with client_for(settings) as client:
+        response = client.get("/v1/models/org/other")
+    assert (response.status_code, response.json()) == (
+        404,
+        {
+            "error": {
+                "message": f"model 'org/other' not found; available models: {PUBLIC_REPO}",
+                "type": "invalid_request_error",
+                "param": "model",
+                "code": "model_not_found",
+            }
+        },
+    )
+
+
+def test_a_configured_model_missing_from_the_cache_is_404_saying_so(
+    seeded_database: Database, tmp_path: Path
+) -> None:
+    settings = seeded_database.settings(tmp_path, models=PUBLIC_REPO)
+    with client_for(settings) as client:
+        response = client.get(f"/v1/models/{PUBLIC_REPO}")
+    assert response.status_code == 404, f"expected 404, got {response.status_code}"
+    assert response.json()["error"]["message"] == (
+        f"model '{PUBLIC_REPO}' is configured but not usable from the cache: not in the cache"
+    )
 
 
 def test_models_omits_a_model_not_in_the_cache(seeded_database: Database, tmp_path: Path) -> None:
@@ -159,6 +206,9 @@ def test_collections_503_when_the_database_is_down(seeded_database: Database) ->
     with client_for(settings) as client:
         response = client.get("/v1/collections")
     assert response.status_code == 503, f"expected 503, got {response.status_code}"
+    assert response.json()["error"]["message"].startswith("database unavailable: "), (
+        f"expected the reason in OpenAI's error shape, got {response.text}"
+    )
 
 
 # ---- src.main, the uvicorn entry point

@@ -87,7 +87,8 @@ def hits(response: httpx2.Response) -> list[dict[str, Any]]:
 
 
 def detail(response: httpx2.Response) -> tuple[int, Any]:
-    return response.status_code, response.json()["detail"]
+    """Status and message of an error in the OpenAI shape."""
+    return response.status_code, response.json()["error"]["message"]
 
 
 # ---- POST /v1/documents

@@ -53,6 +53,12 @@ def embed(client: httpx2.Client, text_input: Any, **fields: Any) -> httpx2.Respo
     return client.post("/v1/embeddings", json={"input": text_input, "model": PUBLIC_REPO, **fields})
 
 
+def error(response: httpx2.Response) -> tuple[int, str, str | None]:
+    """Status, message and param of an error in the OpenAI shape."""
+    body = response.json()["error"]
+    return response.status_code, body["message"], body["param"]
+
+
 def vectors(response: httpx2.Response) -> np.ndarray[Any, np.dtype[np.float64]]:
     assert response.status_code == 200, f"expected 200, got {response.status_code}: {response.text}"
     return np.array([entry["embedding"] for entry in response.json()["data"]])
@@ -151,17 +157,18 @@ def test_the_server_answers_while_an_encode_runs(settings: Settings) -> None:
 
 def test_unknown_model_is_404_naming_the_available_models(client: TestClient) -> None:
     response = client.post("/v1/embeddings", json={"input": "hi", "model": "org/other"})
-    assert response.status_code == 404, f"expected 404, got {response.status_code}"
-    assert response.json()["detail"] == (
-        f"model 'org/other' not found; available models: {PUBLIC_REPO}"
+    assert error(response) == (
+        404,
+        f"model 'org/other' not found; available models: {PUBLIC_REPO}",
+        "model",
     )
 
 
 def test_empty_list_is_422(client: TestClient) -> None:
-    response = embed(client, [])
-    assert (response.status_code, response.json()["detail"]) == (
+    assert error(embed(client, [])) == (
         422,
         "input is an empty list: give at least one text",
+        "input",
     )
 
 
@@ -169,18 +176,18 @@ def test_empty_list_is_422(client: TestClient) -> None:
     ("text_input", "where"), [("", "input"), (["text", ""], "input[1]")], ids=["string", "item"]
 )
 def test_empty_string_is_422_naming_it(client: TestClient, text_input: Any, where: str) -> None:
-    response = embed(client, text_input)
-    assert (response.status_code, response.json()["detail"]) == (
+    assert error(embed(client, text_input)) == (
         422,
         f"{where} is an empty string: every input needs some text",
+        where,
     )
 
 
 def test_more_inputs_than_the_limit_is_422(client: TestClient) -> None:
-    response = embed(client, ["text"] * 65)
-    assert (response.status_code, response.json()["detail"]) == (
+    assert error(embed(client, ["text"] * 65)) == (
         422,
-        "input has 65 texts, more than the 64 allowed per request",
+        "input has 65 texts, more than the 64 allowed per request (EMBEDDINGS_MAX_INPUTS)",
+        "input",
     )
 
 
@@ -214,10 +221,10 @@ def test_an_input_of_the_character_limit_is_embedded(client: TestClient) -> None
 def test_an_input_over_the_character_limit_is_422_naming_it(
     client: TestClient, text_input: Any, where: str
 ) -> None:
-    response = embed(client, text_input)
-    assert (response.status_code, response.json()["detail"]) == (
+    assert error(embed(client, text_input)) == (
         422,
         f"{where} has 20001 characters, more than the 20000 allowed (EMBEDDINGS_MAX_INPUT_CHARS)",
+        where,
     )
 
 
@@ -233,14 +240,56 @@ def test_the_character_limit_follows_embeddings_max_input_chars(
         accepted = embed(client, ["héllo wörl"])
         refused = embed(client, ["ok", "hello world"])
     assert accepted.status_code == 200, f"expected 200, got {accepted.status_code}: {accepted.text}"
-    assert (refused.status_code, refused.json()["detail"]) == (
+    assert error(refused) == (
         422,
         "input[1] has 11 characters, more than the 10 allowed (EMBEDDINGS_MAX_INPUT_CHARS)",
+        "input[1]",
     )
 
 
-def test_non_text_input_is_422(client: TestClient) -> None:
-    assert embed(client, [1, 2]).status_code == 422
+def test_a_non_text_item_is_422_naming_it(client: TestClient) -> None:
+    assert error(embed(client, ["text", None])) == (
+        422,
+        "input[1] must be a string, not null",
+        "input[1]",
+    )
+
+
+@pytest.mark.parametrize("tokens", [[101, 7592], [[101, 7592], [2088]]], ids=["one", "several"])
+def test_token_ids_are_422_asking_for_text(client: TestClient, tokens: Any) -> None:
+    assert error(embed(client, tokens)) == (
+        422,
+        "input holds token ids; this server embeds text only, so send strings "
+        "(with LangChain's OpenAIEmbeddings, set check_embedding_ctx_length=False)",
+        "input",
+    )
+
+
+def test_dimensions_other_than_the_models_are_422(client: TestClient) -> None:
+    assert error(embed(client, "short", dimensions=8)) == (
+        422,
+        f"dimensions=8 is not supported: {PUBLIC_REPO} gives 384-dimensional embeddings and "
+        "this server does not shorten them; leave dimensions out or set it to 384",
+        "dimensions",
+    )
+
+
+def test_dimensions_equal_to_the_models_are_accepted(client: TestClient) -> None:
+    with_dimensions = embed(client, "same vector", dimensions=DIMENSION)
+    assert np.array_equal(vectors(with_dimensions), vectors(embed(client, "same vector")))
+
+
+def test_an_unknown_field_is_422_naming_it(client: TestClient) -> None:
+    assert error(embed(client, "text", truncate="END")) == (
+        422,
+        "truncate is not a field of this request (see /docs)",
+        "truncate",
+    )
+
+
+def test_the_user_field_is_accepted_and_ignored(client: TestClient) -> None:
+    with_user = embed(client, "same vector", user="user-1234")
+    assert with_user.json() == embed(client, "same vector").json()
 
 
 # ---- while loading, and after a failed load
@@ -296,4 +345,4 @@ def test_embeddings_are_503_for_a_model_that_failed_to_load(broken_client: TestC
     readyz_after_loading(broken_client)
     response = embed(broken_client, "hello")
     assert response.status_code == 503, f"expected 503, got {response.status_code}"
-    assert "failed to load" in response.json()["detail"]
+    assert "failed to load" in response.json()["error"]["message"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from src.api.deps import EngineDep, SettingsDep
+from src.api.errors import ApiError, error_responses
 from src.api.schemas import CollectionEntry, CollectionList
 from src.database.models import Collection, Document
 from src.database.session import error_reason
@@ -14,7 +15,7 @@ from src.database.session import error_reason
 router = APIRouter(prefix="/v1", tags=["collections"])
 
 
-@router.get("/collections", responses={503: {"description": "the database is unavailable"}})
+@router.get("/collections", responses=error_responses({503: "the database is unavailable"}))
 def list_collections(engine: EngineDep, settings: SettingsDep) -> CollectionList:
     query = (
         select(
@@ -32,8 +33,10 @@ def list_collections(engine: EngineDep, settings: SettingsDep) -> CollectionList
         with engine.connect() as connection:
             rows = connection.execute(query).all()
     except SQLAlchemyError as error:
-        raise HTTPException(
-            status_code=503, detail=f"database unavailable: {error_reason(error, settings)}"
+        raise ApiError(
+            503,
+            f"database unavailable: {error_reason(error, settings)}",
+            code="database_unavailable",
         ) from None
     return CollectionList(
         data=[

@@ -11,12 +11,13 @@ from typing import Annotated, TypeVar
 
 import anyio.to_thread
 from anyio import CapacityLimiter
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from src.api.deps import EmbeddingModelsDep, EncodeLimiterDep, EngineDep, SettingsDep
 from src.api.encoders import check_length, encoder_for, model_or_default
+from src.api.errors import ApiError, error_responses
 from src.api.schemas import DocumentCreate, DocumentStored, SearchHit, SearchResults
 from src.database.documents import Hit, Stored, collection_id, insert_document, search
 from src.database.session import error_reason
@@ -33,12 +34,14 @@ T = TypeVar("T")
 @router.post(
     "/documents",
     status_code=201,
-    responses={
-        404: {"description": "unknown model or collection; the message names it"},
-        409: {"description": "the collection already has a document with this title"},
-        422: {"description": "empty text, or text longer than EMBEDDINGS_MAX_INPUT_CHARS"},
-        503: {"description": "the model is still loading, or the database is unavailable"},
-    },
+    responses=error_responses(
+        {
+            404: "unknown model or collection; the message names it",
+            409: "the collection already has a document with this title",
+            422: "empty text, or text longer than EMBEDDINGS_MAX_INPUT_CHARS",
+            503: "the model is still loading, or the database is unavailable",
+        }
+    ),
 )
 async def create_document(
     body: DocumentCreate,
@@ -52,7 +55,9 @@ async def create_document(
     (80 characters) and is unique within the collection. The text may be at most
     EMBEDDINGS_MAX_INPUT_CHARS characters long (20000 by default)."""
     if not body.text.strip():
-        raise HTTPException(422, "text is empty: a document needs some text")
+        raise ApiError(
+            422, "text is empty: a document needs some text", param="text", code="empty_input"
+        )
     check_length("text", body.text, settings)
     model = model_or_default(body.model, settings)
     encoder = encoder_for(models, model)
@@ -74,8 +79,11 @@ async def create_document(
 
     stored = await anyio.to_thread.run_sync(_database, insert, settings)
     if stored is None:
-        raise HTTPException(
-            409, f"collection {body.collection!r} already has a document titled {title!r}"
+        raise ApiError(
+            409,
+            f"collection {body.collection!r} already has a document titled {title!r}",
+            param="title",
+            code="duplicate_title",
         )
     return DocumentStored(
         id=stored.id,
@@ -89,13 +97,13 @@ async def create_document(
 
 @router.get(
     "/search",
-    responses={
-        404: {"description": "unknown model or collection; the message names it"},
-        422: {
-            "description": "empty q, q longer than EMBEDDINGS_MAX_INPUT_CHARS, or k outside 1..50"
-        },
-        503: {"description": "the model is still loading, or the database is unavailable"},
-    },
+    responses=error_responses(
+        {
+            404: "unknown model or collection; the message names it",
+            422: "empty q, q longer than EMBEDDINGS_MAX_INPUT_CHARS, or k outside 1..50",
+            503: "the model is still loading, or the database is unavailable",
+        }
+    ),
 )
 async def search_documents(
     q: Annotated[
@@ -113,7 +121,9 @@ async def search_documents(
     with `model`; documents without an embedding yet are skipped. `q` may be at most
     EMBEDDINGS_MAX_INPUT_CHARS characters long (20000 by default)."""
     if not q.strip():
-        raise HTTPException(422, "q is empty: give some text to search for")
+        raise ApiError(
+            422, "q is empty: give some text to search for", param="q", code="empty_input"
+        )
     check_length("q", q, settings)
     name = model_or_default(model, settings)
     encoder = encoder_for(models, name)
@@ -141,7 +151,9 @@ async def _embed(encoder: Encoder, text: str, limiter: CapacityLimiter) -> F32:
 def _collection(engine: Engine, settings: Settings, name: str) -> int:
     found = _database(lambda: _lookup(engine, name), settings)
     if found is None:
-        raise HTTPException(404, f"collection {name!r} not found")
+        raise ApiError(
+            404, f"collection {name!r} not found", param="collection", code="collection_not_found"
+        )
     return found
 
 
@@ -154,4 +166,8 @@ def _database(call: Callable[[], T], settings: Settings) -> T:
     try:
         return call()
     except SQLAlchemyError as error:
-        raise HTTPException(503, f"database unavailable: {error_reason(error, settings)}") from None
+        raise ApiError(
+            503,
+            f"database unavailable: {error_reason(error, settings)}",
+            code="database_unavailable",
+        ) from None

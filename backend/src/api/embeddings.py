@@ -6,10 +6,11 @@ import base64
 
 import anyio.to_thread
 import numpy as np
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
 from src.api.deps import EmbeddingModelsDep, EncodeLimiterDep, SettingsDep
 from src.api.encoders import check_length, encoder_for
+from src.api.errors import ApiError, error_responses
 from src.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from src.embeddings.functional import F32
 from src.settings import Settings
@@ -20,14 +21,15 @@ router = APIRouter(prefix="/v1", tags=["embeddings"])
 @router.post(
     "/embeddings",
     summary="Create embeddings",
-    responses={
-        404: {"description": "the model is not loaded here; the message names those that are"},
-        422: {
-            "description": "an empty input, more inputs than EMBEDDINGS_MAX_INPUTS, or an input "
-            "longer than EMBEDDINGS_MAX_INPUT_CHARS characters; the message names it"
-        },
-        503: {"description": "the model is still loading, or failed to load (see /readyz)"},
-    },
+    responses=error_responses(
+        {
+            404: "the model is not loaded here; the message names those that are",
+            422: "an empty input, more inputs than EMBEDDINGS_MAX_INPUTS, an input longer than "
+            "EMBEDDINGS_MAX_INPUT_CHARS characters, token ids, or dimensions other than the "
+            "model's; the message names it, `param` is the field",
+            503: "the model is still loading, or failed to load (see /readyz)",
+        }
+    ),
 )
 async def create_embeddings(
     body: EmbeddingRequest,
@@ -45,10 +47,13 @@ async def create_embeddings(
     Inputs past the model's max_seq_length are truncated; the token counts are the tokens
     the model read, special tokens included. At most EMBEDDINGS_MAX_INPUTS inputs (64 by
     default) per request, each at most EMBEDDINGS_MAX_INPUT_CHARS characters long (20000 by
-    default; a longer input is refused, not truncated).
+    default; a longer input is refused, not truncated). `dimensions` may only be the model's
+    own dimension: embeddings are never shortened. `user` is accepted and ignored. Errors come
+    as OpenAI's `{"error": {"message", "type", "param", "code"}}`.
     """
     texts = _texts(body.input, settings)
     encoder = encoder_for(models, body.model)
+    _check_dimensions(body.dimensions, body.model, encoder.dimension)
     # CPU-bound: in a worker thread, one request at a time (BLAS already uses every core).
     encoded = await anyio.to_thread.run_sync(encoder.encode, texts, limiter=limiter)
     tokens = sum(encoded.token_counts)
@@ -66,10 +71,16 @@ def _texts(value: str | list[str], settings: Settings) -> list[str]:
     texts = [value] if isinstance(value, str) else value
     limit = settings.embeddings_max_inputs
     if not texts:
-        raise HTTPException(422, "input is an empty list: give at least one text")
+        raise ApiError(
+            422, "input is an empty list: give at least one text", param="input", code="empty_input"
+        )
     if len(texts) > limit:
-        raise HTTPException(
-            422, f"input has {len(texts)} texts, more than the {limit} allowed per request"
+        raise ApiError(
+            422,
+            f"input has {len(texts)} texts, more than the {limit} allowed per request "
+            "(EMBEDDINGS_MAX_INPUTS)",
+            param="input",
+            code="too_many_inputs",
         )
 
     def where(index: int) -> str:
@@ -77,10 +88,29 @@ def _texts(value: str | list[str], settings: Settings) -> list[str]:
 
     empty = next((index for index, text in enumerate(texts) if not text), None)
     if empty is not None:
-        raise HTTPException(422, f"{where(empty)} is an empty string: every input needs some text")
+        raise ApiError(
+            422,
+            f"{where(empty)} is an empty string: every input needs some text",
+            param=where(empty),
+            code="empty_input",
+        )
     for index, text in enumerate(texts):
         check_length(where(index), text, settings)
     return texts
+
+
+def _check_dimensions(requested: int | None, model: str, dimension: int) -> None:
+    """Only the model's own dimension: a model not trained for it (Matryoshka) gives worse
+    embeddings when they are cut short, and this server does not know which models were."""
+    if requested is not None and requested != dimension:
+        raise ApiError(
+            422,
+            f"dimensions={requested} is not supported: {model} gives {dimension}-dimensional "
+            f"embeddings and this server does not shorten them; leave dimensions out "
+            f"or set it to {dimension}",
+            param="dimensions",
+            code="dimensions_not_supported",
+        )
 
 
 def _format(vector: F32, encoding_format: str) -> list[float] | str:

@@ -3,8 +3,7 @@ how long a text it is given may be (EMBEDDINGS_MAX_INPUT_CHARS)."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException
-
+from src.api.errors import ApiError
 from src.embeddings import Encoder
 from src.embeddings.registry import LOADING, EmbeddingModels, Unavailable
 from src.settings import Settings
@@ -17,7 +16,12 @@ def model_or_default(name: str | None, settings: Settings) -> str:
     if name is not None:
         return name
     if not settings.models:
-        raise HTTPException(404, "no model given and HF_MODEL_REPOS configures none")
+        raise ApiError(
+            404,
+            "no model given and HF_MODEL_REPOS configures none",
+            param="model",
+            code="model_not_found",
+        )
     return settings.models[0].repo_id
 
 
@@ -26,10 +30,21 @@ def encoder_for(models: EmbeddingModels, name: str) -> Encoder:
     state = models.lookup(name)
     if state is None:
         available = ", ".join(models.available()) or "none"
-        raise HTTPException(404, f"model {name!r} not found; available models: {available}")
+        raise ApiError(
+            404,
+            f"model {name!r} not found; available models: {available}",
+            param="model",
+            code="model_not_found",
+        )
     if isinstance(state, Unavailable):
         headers = {"Retry-After": RETRY_AFTER_LOADING_S} if state == LOADING else None
-        raise HTTPException(503, f"model {name} is not available: {state.reason}", headers)
+        raise ApiError(
+            503,
+            f"model {name} is not available: {state.reason}",
+            param="model",
+            code="model_not_ready",
+            headers=headers,
+        )
     return state
 
 
@@ -38,8 +53,10 @@ def check_length(where: str, text: str, settings: Settings) -> None:
     EMBEDDINGS_MAX_INPUT_CHARS: the tokenizer reads a text in full before truncating it."""
     limit = settings.embeddings_max_input_chars
     if len(text) > limit:
-        raise HTTPException(
+        raise ApiError(
             422,
             f"{where} has {len(text)} characters, more than the {limit} allowed "
             "(EMBEDDINGS_MAX_INPUT_CHARS)",
+            param=where,
+            code="input_too_long",
         )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 
 class ModelFile(BaseModel):
@@ -13,17 +14,28 @@ class ModelFile(BaseModel):
     size: int
 
 
-class ModelEntry(BaseModel):
-    repo_id: str
-    revision: str
-    commit: str
-    files: list[ModelFile]
-    bytes: int
+class Model(BaseModel):
+    """A model in the OpenAI API's shape (`id`, `object`, `created`, `owned_by`), with what the
+    model cache holds of it as extra fields."""
+
+    id: str = Field(
+        description="The repo id; what POST /v1/embeddings takes as `model`.",
+        examples=["sentence-transformers/all-MiniLM-L6-v2"],
+    )
+    object: Literal["model"] = "model"
+    created: int = Field(description="When the snapshot was cached (Unix time, seconds).")
+    owned_by: str = Field(
+        description="The repo's organisation.", examples=["sentence-transformers"]
+    )
+    revision: str = Field(description="The branch, tag or commit HF_MODEL_REPOS asks for.")
+    commit: str = Field(description="The commit of the cached snapshot.")
+    files: list[ModelFile] = Field(description="The cached files with their sizes in bytes.")
+    bytes: int = Field(description="The size of those files together.")
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
-    data: list[ModelEntry]
+    data: list[Model]
 
 
 class CollectionEntry(BaseModel):
@@ -42,11 +54,64 @@ class CollectionList(BaseModel):
 # ---- POST /v1/embeddings (the OpenAI embeddings API's shape)
 
 
+TEXT_ONLY = (
+    "input holds token ids; this server embeds text only, so send strings "
+    "(with LangChain's OpenAIEmbeddings, set check_embedding_ctx_length=False)"
+)
+
+
+def text_input(value: Any) -> Any:
+    """`input` is a string or a list of strings; else one line naming the first bad item.
+    (Token ids, which OpenAI also takes, mean nothing to another model's vocabulary.)"""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise _input_error("input", value, "a string or a list of strings")
+    if value and all(_is_token_ids(item) for item in value):
+        raise PydanticCustomError("token_ids", TEXT_ONLY, {"param": "input"})
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _input_error(f"input[{index}]", item, "a string")
+    return value
+
+
+def _is_token_ids(value: Any) -> bool:
+    def is_id(item: Any) -> bool:
+        return isinstance(item, int) and not isinstance(item, bool)
+
+    return is_id(value) or (isinstance(value, list) and all(is_id(item) for item in value))
+
+
+def _input_error(param: str, value: Any, expected: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "text_type",
+        "{param} must be {expected}, not {found}",
+        {"param": param, "expected": expected, "found": _json_type(value)},
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
 class EmbeddingRequest(BaseModel):
-    input: str | list[str] = Field(
+    # As OpenAI's API does: an unknown field is refused, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+    input: Annotated[str | list[str], BeforeValidator(text_input)] = Field(
         description="A text or a list of texts; none may be empty, none longer than "
-        "EMBEDDINGS_MAX_INPUT_CHARS characters (20000 by default). Inputs longer than the "
-        "model's max_seq_length (256 tokens for all-MiniLM-L6-v2) are truncated.",
+        "EMBEDDINGS_MAX_INPUT_CHARS characters (20000 by default), at most "
+        "EMBEDDINGS_MAX_INPUTS texts (64 by default). Inputs longer than the model's "
+        "max_seq_length (256 tokens for all-MiniLM-L6-v2) are truncated. Token ids are "
+        "refused: the model has its own vocabulary.",
         examples=["The quick brown fox", ["first text", "second text"]],
     )
     model: str = Field(
@@ -56,6 +121,16 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = Field(
         default="float",
         description='"base64": each embedding as base64 of little-endian float32 values.',
+    )
+    dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        description="Only the model's own dimension (384 for all-MiniLM-L6-v2) is accepted: "
+        "embeddings are never shortened, since truncating those of a model that was not "
+        "trained for it (Matryoshka) degrades them.",
+    )
+    user: str | None = Field(
+        default=None, description="Accepted for compatibility with OpenAI's API; ignored."
     )
 
 

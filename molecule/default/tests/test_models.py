@@ -54,7 +54,7 @@ def test_the_hub_log_never_holds_the_token(host, token):
 def test_v1_models_lists_the_cached_models(http_get, manifest, repo_ids):
     status, body = http_get("http://127.0.0.1:8000/v1/models")
     assert status == 200
-    listed = {m["repo_id"]: m["commit"] for m in body["data"]}
+    listed = {m["id"]: m["commit"] for m in body["data"]}
     assert listed == {repo: manifest[repo]["commit"] for repo in repo_ids}
 
 
