@@ -114,13 +114,13 @@ def test_checker_finds_the_cdn_urls_of_fastapis_stock_docs_page() -> None:
 def test_checker_finds_urls_in_scripts_and_styles() -> None:
     html = (
         "<style>body { background: url('//cdn.example/bg.png') }</style>"
-        "<script>const ui = X({url: 'https://cdn.example/openapi.json', next: '/local'})</script>"
+        "<script>const ui = X({url: '//cdn.example/openapi.json', next: '/local'})</script>"
         '<img srcset="/a.png 1x, https://img.example/b.png 2x">'
     )
     foreign = check_docs_page.foreign_urls(check_docs_page.referenced_urls(html), BASE)
     assert sorted(set(foreign)) == [
         "//cdn.example/bg.png",
-        "https://cdn.example/openapi.json",
+        "//cdn.example/openapi.json",
         "https://img.example/b.png",
     ]
 
