@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from anyio import CapacityLimiter
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from src import embeddings, telemetry
 from src.api import collections, documents, errors, health, models
@@ -64,7 +65,13 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
             logger.info("shutdown: database connections closed")
             telemetry.shut_down(tracer_provider)
 
-    app = FastAPI(title="nica-pro backend", version="1.0.0", lifespan=lifespan)
+    # /docs (Swagger UI) loads its script, style and favicon from the fastapi-offline package's
+    # files under /static-offline-docs, never from a CDN: hosts may be air-gapped (why that
+    # package: see pyproject.toml). /redoc is off: ReDoc 2 always shows a logo from
+    # cdn.redoc.ly and a link to redocly.com, and no page may point at the internet.
+    app = FastAPIOffline(
+        title="nica-pro backend", version="1.0.0", lifespan=lifespan, redoc_url=None
+    )
     errors.install(app)  # OpenAI's error shape under /v1
     app.include_router(health.router)
     app.include_router(models.router)
