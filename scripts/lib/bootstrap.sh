@@ -27,8 +27,9 @@ apt_install() {  # apt_install PKG... : install the ones missing
 ensure_packages() {
   command -v apt-get >/dev/null || die "this script needs a Debian or Ubuntu machine (apt-get)"
   # debootstrap: the stand-in images; postgresql: the backend's unit tests run a
-  # throwaway server (the system service is not used).
-  apt_install debootstrap postgresql python3-venv ca-certificates
+  # throwaway server (the system service is not used); chromium: the API docs page
+  # is checked in a real browser (scripts/check_docs_page.py).
+  apt_install debootstrap postgresql python3-venv ca-certificates chromium
 }
 
 ensure_docker() {

@@ -59,7 +59,9 @@ class Tally:
 
 
 def one_request(base: urllib.parse.SplitResult, model: str, n: int) -> tuple[bool, str]:
-    connection = http.client.HTTPConnection(base.hostname or "127.0.0.1", base.port or 80, timeout=30)
+    connection = http.client.HTTPConnection(
+        base.hostname or "127.0.0.1", base.port or 80, timeout=30
+    )
     try:
         if n % 4 == 3:
             query = urllib.parse.urlencode({"q": SENTENCES[n % len(SENTENCES)], "k": 3})
@@ -104,7 +106,9 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--stop-file", required=True)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--pause", type=float, default=0.02, help="seconds between a thread's requests")
+    parser.add_argument(
+        "--pause", type=float, default=0.02, help="seconds between a thread's requests"
+    )
     parser.add_argument("--max-requests", type=int, default=20000)
     parser.add_argument("--max-seconds", type=float, default=900)
     args = parser.parse_args()

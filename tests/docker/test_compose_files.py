@@ -40,7 +40,10 @@ def test_a_slot_is_the_guides_backend(guide, host, slot):
 
 @pytest.mark.parametrize("slot", ["backend-blue", "backend-green"])
 def test_a_slot_is_health_checked_by_readyz(guide, host, slot):
-    assert host["services"][slot]["healthcheck"]["test"] == guide["services"]["backend"]["healthcheck"]["test"]
+    assert (
+        host["services"][slot]["healthcheck"]["test"]
+        == guide["services"]["backend"]["healthcheck"]["test"]
+    )
 
 
 def test_only_the_proxy_is_published(host):

@@ -94,8 +94,12 @@ def test_rollback_serves_the_previous_release():
     first = json.loads((REPORTS / "first-release.json").read_text())
     after = json.loads((REPORTS / "after-rollback.json").read_text())
     record = after["record"]
-    assert record["release"] == first["release"], "after the rollback the first release should be recorded"
-    assert record["previous_image"] not in ("", first["image"]), "the rolled-back release should be kept"
+    assert record["release"] == first["release"], (
+        "after the rollback the first release should be recorded"
+    )
+    assert record["previous_image"] not in ("", first["image"]), (
+        "the rolled-back release should be kept"
+    )
     assert after["serving_image"] == first["image"], (
         f"serving {after['serving_image']}, expected the first release {first['image']}"
     )

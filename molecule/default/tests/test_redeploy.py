@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from conftest import REPORTS, report
 
-CASES = ["config-change", "never-ready", "rollback", "redeploy"]
+CASES = [
+    "config-change",
+    "never-ready",
+    "rollback",
+    "redeploy",
+    "code-change",
+    "rollback-migration",
+    "redeploy-after-restore",
+]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -20,7 +27,9 @@ def test_the_client_sent_requests_throughout(case):
     name, run = case
     client = run["client"]
     assert client["sent"] >= 100, f"{name}: the steady client sent only {client['sent']} requests"
-    assert client["stopped_by"] == "stop file", f"{name}: the client ran out of budget first: {client}"
+    assert client["stopped_by"] == "stop file", (
+        f"{name}: the client ran out of budget first: {client}"
+    )
 
 
 def test_no_request_failed(case):
@@ -46,7 +55,10 @@ def test_a_configuration_change_is_a_new_release_in_the_other_slot():
     assert after["release"] != before["release"], "a changed setting did not make a new release"
     assert after["image"] == before["image"], "a setting change should not build a new image"
     assert after["slot"] != before["slot"], f"the new release should run in the idle slot: {after}"
-    assert (after["previous_release"], after["previous_slot"]) == (before["release"], before["slot"])
+    assert (after["previous_release"], after["previous_slot"]) == (
+        before["release"],
+        before["slot"],
+    )
 
 
 def test_the_new_release_runs_with_its_own_stack_env(host):
@@ -77,13 +89,74 @@ def test_the_rollback_served_the_release_before_the_change():
     rollback = report("redeploy-rollback.json")
     assert rollback["rc"] == 0, (REPORTS / "redeploy-rollback.log").read_text()[-3000:]
     assert rollback["after"]["release"] == change["before"]["release"]
-    assert rollback["after"]["slot"] == change["before"]["slot"], "the rollback did not reuse the old slot"
+    assert rollback["after"]["slot"] == change["before"]["slot"], (
+        "the rollback did not reuse the old slot"
+    )
 
 
 def test_each_release_runs_with_the_configuration_it_was_deployed_with():
     change = report("redeploy-config-change.json")["serving"]
     rollback = report("redeploy-rollback.json")["serving"]
-    assert "NICA_REDEPLOY_MARK" in change["env_names"], f"the new release runs without its setting: {change}"
+    assert "NICA_REDEPLOY_MARK" in change["env_names"], (
+        f"the new release runs without its setting: {change}"
+    )
     assert "NICA_REDEPLOY_MARK" not in rollback["env_names"], (
         f"the rolled-back release runs with the newer release's setting: {rollback}"
     )
+
+
+def log(name: str) -> str:
+    return (REPORTS / name).read_text()
+
+
+def test_a_code_change_with_a_compatible_migration_cut_over():
+    run = report("redeploy-code-change.json")
+    assert run["rc"] == 0, log("redeploy-code-change.log")[-3000:]
+    assert run["after"]["image"] != run["before"]["image"], "the next release built no new image"
+    assert run["after"]["slot"] != run["before"]["slot"]
+
+
+def test_the_database_was_backed_up_before_the_migration():
+    backups = report("redeploy-migration.json")["backups"]
+    assert any(name.endswith("-0002-to-0003.dump") for name in backups), (
+        f"no backup taken before migrating 0002 to 0003: {backups}"
+    )
+
+
+def test_a_migration_that_is_not_backward_compatible_is_refused_without_the_opt_in():
+    run = report("redeploy-incompatible.json")
+    text = log("redeploy-incompatible.log")
+    assert run["rc"] != 0, (
+        "a release with a non-compatible migration was deployed without the opt-in"
+    )
+    assert "migration 0004 is not backward compatible" in text, text[-3000:]
+    assert "backend_allow_incompatible_migrations" in text, "the refusal does not name the opt-in"
+    code_change = report("redeploy-code-change.json")
+    assert run["after"] == code_change["after"], "the refused release changed what serves"
+
+
+def test_the_rollback_across_the_migration_serves_the_previous_release_on_the_migrated_schema():
+    code_change = report("redeploy-code-change.json")
+    run = report("redeploy-rollback-migration.json")
+    assert run["rc"] == 0, log("redeploy-rollback-migration.log")[-3000:]
+    assert run["after"]["release"] == code_change["before"]["release"]
+    assert report("redeploy-migration.json")["schema_after_rollback"] == "0003", (
+        "a rollback must not migrate the database down"
+    )
+
+
+def test_restore_refuses_to_run_without_a_named_backup():
+    restores = report("redeploy-migration.json")["restore_rc"]
+    assert restores["unnamed"] != 0, "restore.yml ran without a backup named"
+    assert "backend_restore_backup" in log("restore-unnamed.log"), (
+        "the refusal does not say what to set"
+    )
+
+
+def test_restore_puts_the_database_back_and_is_health_checked():
+    record = report("redeploy-migration.json")
+    assert record["restore_rc"]["before-0003"] == 0, log("restore-before-0003.log")[-3000:]
+    assert record["schema_after_restore"] == "0002", (
+        "the restored database is not the one backed up"
+    )
+    assert record["readyz_after_restore"] == 200
