@@ -169,7 +169,7 @@ def holder_state(holder: Mapping[str, Any] | None, me: Mapping[str, Any]) -> dic
     return {"id": ident, "state": "alive", "reason": f"pid {pid} still runs on {host}"}
 
 
-class LookupModule(LookupBase):
+class LookupModule(LookupBase):  # type: ignore[misc]  # LookupBase is untyped
     def run(
         self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[Any]:
