@@ -257,17 +257,33 @@ def test_logs_refuses_bad_input_in_one_line(lock, case, variable):
     )
 
 
+def services_without_lines(lock: dict[str, Any], case: str) -> list[str]:
+    """The stack's services that have no timestamped line in a logs.yml run's output."""
+    shown = flat(log(f"logs-{case}"))
+    return [s for s in lock["services"] if not re.search(rf"{s}-1\s+\| {ISO[:-1]}", shown)]
+
+
 def test_logs_prints_the_last_lines_of_every_service(lock):
     if not lock["stack_deployed"]:
         pytest.skip("no stack on the host (side_effect_lock.yml run stand-alone)")
     assert lock["runs"]["tail"]["rc"] == 0, "see build/reports/logs-tail.log"
-    shown = flat(log("logs-tail"))
-    missing = [s for s in lock["services"] if not re.search(rf"{s}-1\s+\| {ISO[:-1]}", shown)]
+    missing = services_without_lines(lock, "tail")
     assert not missing, f"no timestamped lines of {missing}"
 
 
-def test_logs_runs_under_check_with_since(lock):
+def test_logs_prints_every_service_under_check(lock):
     if not lock["stack_deployed"]:
         pytest.skip("no stack on the host (side_effect_lock.yml run stand-alone)")
     assert lock["runs"]["since-check"]["rc"] == 0, "see build/reports/logs-since-check.log"
-    assert "TASK [Print the logs]" in log("logs-since-check")
+    missing = services_without_lines(lock, "since-check")
+    assert not missing, f"under --check, no lines of {missing}"
+
+
+def test_logs_since_leaves_out_older_lines(lock):
+    if not lock["stack_deployed"]:
+        pytest.skip("no stack on the host (side_effect_lock.yml run stand-alone)")
+    assert lock["runs"]["since-future"]["rc"] == 0, "see build/reports/logs-since-future.log"
+    assert services_without_lines(lock, "since-future") == lock["services"], (
+        "lines from before logs_since were printed"
+    )
+    assert "(no log lines)" in log("logs-since-future")
