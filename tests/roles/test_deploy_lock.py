@@ -347,6 +347,22 @@ def test_unlock_releases_anyones_lock_and_is_audited(store: Factory, state_dir: 
     assert "released the lock of deploy by bob@ctl-b" in entry["detail"]
 
 
+def test_unlock_says_whether_the_holder_was_alive(store: Factory, state_dir: Path) -> None:
+    store().acquire(ALICE, "deploy", STALE_AFTER)
+    alive = {"id": ALICE["id"], "state": "alive", "reason": "pid 1001 still runs on ctl-a"}
+    store().unlock(ALICE_AGAIN, alive)
+    store().acquire(BOB, "deploy", STALE_AFTER)
+    unknown = {
+        "id": BOB["id"],
+        "state": "unknown",
+        "reason": "held from another controller (ctl-b)",
+    }
+    store().unlock(ALICE_AGAIN, unknown)
+    details = [entry["detail"] for entry in audit(state_dir)]
+    assert details[0].endswith("(that run was still alive: pid 1001 still runs on ctl-a)"), details
+    assert details[1].endswith("(held from another controller (ctl-b))"), details
+
+
 def test_damaged_record_is_refused_with_one_line_and_unlock_removes_it(
     store: Factory, state_dir: Path
 ) -> None:

@@ -626,8 +626,9 @@ class LockStore:
                 )
             state = ""
             if holder_check and holder_check.get("id") == record.get("id"):
-                alive = "still alive" if holder_check.get("state") == "alive" else "gone"
-                state = f" (that run was {alive}: {holder_check.get('reason')})"
+                verdict = {"alive": "that run was still alive: ", "gone": "that run was gone: "}
+                said = verdict.get(str(holder_check.get("state")), "")
+                state = f" ({said}{holder_check.get('reason')})"
             detail = f"released the lock of {described}{state}"
             self.append_audit(
                 self._entry(run, "unlock", "ok", self._since(record, now), detail=detail)
