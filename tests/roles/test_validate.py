@@ -1,5 +1,8 @@
 """roles/backend's preflight (tasks/validate.yml) refuses what the backend refuses.
 
+Also the settings it checks on its own: image references (a digest pins them) and
+the publish address.
+
 One rule for a repo id and a revision (backend/src/model_spec_rules.json), read by the
 backend, by this role's validation and by the fake Hub; each is held to the same list of
 examples (tests/data/model_spec_examples.json). The role's checks run for real, in
@@ -25,11 +28,25 @@ ADDRESSES = {
     "accept": ["127.0.0.1", "0.0.0.0", "10.1.2.3", "::", "::1", "fd00::10", "2001:db8::1"],  # noqa: S104
     "refuse": ["localhost", "256.1.1.1", "1.2.3", "[::1]", "::1::2", "127.0.0.1 ", ""],
 }
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+IMAGES = {
+    "accept": [
+        "python:3.11-slim",
+        f"python:3.11-slim@{DIGEST}",
+        f"postgres@{DIGEST}",
+        f"registry.example.com:5000/team/nginx:stable@{DIGEST}",
+        "nica-test/python:3.11-slim",
+    ],
+    "refuse": ["Python:3.11", "python:3.11-slim@sha256:abc", "python::3.11", "python:3.11 ", ""],
+}
+ARCHIVE_SUMS = {"accept": ["0123456789abcdef" * 4], "refuse": ["0123", "0123456789ABCDEF" * 4]}
 # The role's defaults of the variables the cases set.
 DEFAULTS = {
     "backend_hf_model_repos": ["sentence-transformers/all-MiniLM-L6-v2"],
     "backend_hf_revision": "main",
     "backend_publish_address": "127.0.0.1",
+    "backend_base_image": "python:3.11-slim",
+    "backend_base_image_archives": [],
 }
 
 
@@ -119,6 +136,11 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bool]:
             cases[f"pinned {kind} {revision!r}"] = {
                 "backend_hf_model_repos": [f"org/name@{revision}"]
             }
+        for image in IMAGES[kind]:
+            cases[f"image {kind} {image!r}"] = {"backend_base_image": image}
+        for sha in ARCHIVE_SUMS[kind]:
+            archive = {"image": "python:3.11-slim", "archive": "/srv/p.tar", "sha256": sha}
+            cases[f"archive {kind} {sha!r}"] = {"backend_base_image_archives": [archive]}
         for address in ADDRESSES[kind]:
             cases[f"address {kind} {address!r}"] = {"backend_publish_address": address}
     return run_validate(tmp_path_factory.mktemp("validate"), cases)
