@@ -27,7 +27,7 @@ def names_read(text: str) -> set[str]:
 
 
 @pytest.mark.parametrize("role", sorted(p.name for p in ROLES.iterdir() if p.is_dir()))
-def test_a_roles_defaults_read_only_its_own_variables(role):
+def test_a_roles_defaults_read_only_its_own_variables(role: str) -> None:
     text = (ROLES / role / "defaults" / "main.yml").read_text()
     foreign = sorted(n for n in names_read(text) if not n.startswith(role + "_") and n not in MAGIC)
     assert not foreign, f"roles/{role}/defaults/main.yml reads {foreign}: wire it in deploy.yml"

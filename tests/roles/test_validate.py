@@ -146,7 +146,7 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bool]:
     return run_validate(tmp_path_factory.mktemp("validate"), cases)
 
 
-def test_the_role_accepts_and_refuses_the_shared_examples(verdicts):
+def test_the_role_accepts_and_refuses_the_shared_examples(verdicts: dict[str, bool]) -> None:
     wrong = [name for name, accepted in verdicts.items() if accepted != (" accept " in name)]
     assert not wrong, f"roles/backend's validation disagrees with the examples: {wrong}"
 
@@ -161,7 +161,7 @@ def _fake_hub() -> Any:
     return module
 
 
-def test_the_fake_hub_accepts_and_refuses_the_shared_repo_ids():
+def test_the_fake_hub_accepts_and_refuses_the_shared_repo_ids() -> None:
     pattern = _fake_hub().REPO_ID_RE
     wrong = [r for r in EXAMPLES["repo_ids"]["accept"] if not pattern.match(r)]
     wrong += [r for r in EXAMPLES["repo_ids"]["refuse"] if pattern.match(r)]
