@@ -71,7 +71,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]  # ansible-core ships 
         if not self.reports:
             return
         rows = []
-        for host, report in self.reports.items():
+        for host, report in sorted(self.reports.items()):  # the same order every run
             state = report.get("state", "")
             if stats.failures.get(host, 0) or stats.dark.get(host, 0):
                 state = "FAILED: " + self.failures.get(host, "failed")
