@@ -61,10 +61,15 @@ def table(output: str) -> dict[str, tuple[str, str]]:
 
 
 def results_by_host(output: str, task: str) -> dict[str, str]:
-    """The -v result text of one task, per host."""
-    section = output.split(f"TASK [{task}", 1)[1].split("\nTASK [", 1)[0]
-    blocks = re.split(r"^(?:changed|ok|fatal): \[([^\]\s]+)[^\]]*\]", section, flags=re.M)
-    return {blocks[i]: blocks[i + 1] for i in range(1, len(blocks) - 1, 2)}
+    """The -v result text of one task, per host, over every batch that ran it (a role's
+    task is headed `TASK [role : name ...]`)."""
+    results: dict[str, str] = {}
+    for section in re.split(r"^TASK \[", output, flags=re.M)[1:]:
+        if not re.match(rf"(?:\w+ : )?{re.escape(task)}", section):
+            continue
+        blocks = re.split(r"^(?:changed|ok|fatal): \[([^\]\s]+)[^\]]*\]", section, flags=re.M)
+        results.update({blocks[i]: blocks[i + 1] for i in range(1, len(blocks) - 1, 2)})
+    return results
 
 
 def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
