@@ -4,7 +4,7 @@ import json
 
 import pytest
 import yaml
-from conftest import REPORTS
+from conftest import REPORTS, sha256
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,15 @@ def test_no_token_in_the_no_token_deploy_output(no_token_log, token):
     assert token not in no_token_log, "the real token appears in the no-token deploy's output"
 
 
+def test_the_wrong_token_searched_for_is_the_one_deployed(wrong_deploy, wrong_token):
+    # The checks below look for wrong-token.yml's token; the side effect recorded the
+    # hash of the token it deployed with.
+    assert sha256(wrong_token) == wrong_deploy["wrong_token_sha256"], (
+        "wrong-token.yml does not hold the token the failed deploy used"
+    )
+    assert wrong_token.startswith("hf_wrongToken"), "wrong-token.yml holds no wrong token"
+
+
 def test_no_token_in_verbose_diff_output(wrong_deploy_log, wrong_token, token):
     assert wrong_token not in wrong_deploy_log, (
         "the wrong token appears in ansible-playbook -vvv --diff output"
@@ -86,6 +95,10 @@ def test_failed_deploy_left_the_previous_release_serving(wrong_deploy):
     assert after["id"] == before["id"], "the serving container was replaced by a failed deploy"
     assert after["started"] == before["started"], (
         "the serving container was restarted by a failed deploy"
+    )
+    assert after["image"] == before["image"], (
+        f"the serving container runs {after['image']} after the failed deploys, "
+        f"expected {before['image']} as before"
     )
     assert wrong_deploy["readyz_after"] == 200, "the backend was not ready after the failed deploy"
 
