@@ -34,6 +34,16 @@ def test_rows_survive_compose_down_and_redeploy(psql):
     assert rows == [["side-effect-marker"]], "the row written before `docker compose down` is gone"
 
 
+def test_compose_down_v_kept_both_volumes():
+    volumes = json.loads((REPORTS / "compose-down-volumes.json").read_text())
+    assert set(volumes["before"]) == {"hf-cache", "nica_pg-data"}, volumes
+    assert all(volumes["before"].values()), f"a volume was missing before: {volumes['before']}"
+    assert volumes["after"] == volumes["before"], (
+        f"docker compose down -v removed or recreated a volume: created {volumes['before']} "
+        f"before, {volumes['after']} after the redeploy"
+    )
+
+
 def test_cached_models_survive_without_a_download(host, hub_log, repo_ids):
     # Files of the deployed repos only: the side effect also adds a repo for a while
     # (side_effect_interrupted.yml), whose files are downloaded on purpose.
@@ -123,6 +133,17 @@ def test_rollback_serves_the_previous_release():
     assert after["serving_image"] == first["image"], (
         f"serving {after['serving_image']}, expected the first release {first['image']}"
     )
+
+
+def test_status_after_the_rollback_reports_the_first_release_ready():
+    first = json.loads((REPORTS / "first-release.json").read_text())
+    after = json.loads((REPORTS / "after-rollback.json").read_text())
+    text = " ".join((REPORTS / "status-after-rollback.log").read_text().split())
+    assert after["status_rc"] == 0, f"status.yml failed after the rollback: {text[-3000:]}"
+    assert f"release: {first['release']} ({first['image']})" in text, (
+        f"status.yml does not report the first release {first['release']}: {text[-3000:]}"
+    )
+    assert "readyz: 200" in text and "record: matches what runs" in text, text[-3000:]
 
 
 def test_the_serving_and_previous_release_stay_on_the_host(sh, release):
