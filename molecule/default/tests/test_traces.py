@@ -60,9 +60,10 @@ def received_spans(host: Any) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def spans(host: Any) -> list[dict[str, Any]]:
     """The spans received once the span of a fresh GET /v1/collections has arrived."""
-    host.run(
+    request = host.run(
         f"python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000{ROUTE}')\""
     )
+    assert request.rc == 0, f"GET {ROUTE} failed on the host: {request.stderr.strip()[-300:]}"
     deadline = time.monotonic() + EXPORT_WAIT_S
     while True:
         found = received_spans(host)
