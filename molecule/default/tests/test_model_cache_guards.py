@@ -41,12 +41,17 @@ def test_bad_key_fails_preflight_saying_how_to_make_one(guards, case, problem):
     assert "head -c 32 /dev/urandom | base64" in log, "the failure does not say how to make a key"
 
 
+def _errors(case: str) -> list[str]:
+    """The run's failure lines (ansible-core prints them as `[ERROR]: ...`)."""
+    return [line for line in guard_log(case).splitlines() if line.startswith("[ERROR]:")]
+
+
 def test_a_key_the_cache_is_not_protected_with_stops_the_role(guards):
     assert guards["runs"]["wrong-key"] != 0, "the role accepted a key that protects nothing"
     said = " ".join(guard_log("wrong-key").split())
     assert "is protected by nica-model-cache-" in said and (
         "none of which wraps model_cache_key." in said
-    ), f"the failure does not name the protectors and model_cache_key: {said[-1500:]}"
+    ), f"the failure does not name the protectors and model_cache_key: {_errors('wrong-key')}"
     assert 'README, "Losing the key"' in said, "the failure does not point to the README"
 
 
@@ -61,7 +66,9 @@ def test_the_wrong_key_is_not_printed(guards):
 def test_a_plain_hf_cache_volume_is_refused_naming_the_way_out(guards):
     assert guards["runs"]["plain-volume"] != 0, "the backend role accepted a plain hf-cache volume"
     said = " ".join(guard_log("plain-volume").split())
-    assert "The Docker volume nica-guard-plain exists with options {}, not" in said, said[-1500:]
+    assert "The Docker volume nica-guard-plain exists with options {}, not" in said, _errors(
+        "plain-volume"
+    )
     assert 'README, "Moving an existing model cache onto the encrypted volume"' in said
 
 
