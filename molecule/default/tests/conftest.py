@@ -41,6 +41,12 @@ def protector_name(key: str) -> str:
     return "nica-model-cache-" + sha256(f"nica-model-cache-protector:{key}")[:16]
 
 
+def recap(text: str) -> dict[str, int]:
+    """The host's counters from an ansible-playbook run's PLAY RECAP line."""
+    line = next(line for line in text.splitlines() if re.match(r"^\S+\s+: ok=", line))
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+
+
 def report(name: str) -> Any:
     """A JSON record the side effect left in build/reports."""
     return json.loads((REPORTS / name).read_text())
