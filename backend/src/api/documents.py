@@ -1,7 +1,8 @@
 """POST /v1/documents (store a text with its embedding) and GET /v1/search (nearest ones).
 
-The embeddings are computed by the loaded encoders, in a worker thread, one at a time (as for
-POST /v1/embeddings); the database calls run in worker threads too.
+The embeddings are computed by the loaded encoders in a worker thread, one forward pass at a
+time (the encode limiter, which POST /v1/embeddings' batches share); the database calls run in
+worker threads too.
 """
 
 from __future__ import annotations
