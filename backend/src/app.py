@@ -41,12 +41,11 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
         app.state.embedding_models = EmbeddingModels(settings.models)
         # One forward pass at a time, whichever route or model asks: BLAS already uses every
         # core the process may use (README, "Embeddings under load").
-        app.state.encode_limiter = CapacityLimiter(1)
         limits = BatchLimits(
             max_wait_s=settings.embeddings_batch_wait_ms / 1000,
             max_batch_tokens=settings.embeddings_max_batch_tokens,
         )
-        app.state.batchers = Batchers(limits, app.state.encode_limiter)
+        app.state.batchers = Batchers(limits, CapacityLimiter(1))
         if settings.models:
             # Then, in the same thread, embed the documents stored without an embedding.
             app.state.embedding_models.start_loading(
