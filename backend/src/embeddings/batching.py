@@ -2,14 +2,15 @@
 
 One Batcher per loaded model, owned by the app (created on first use, closed at shutdown).
 A request's texts are tokenized in a worker thread, then queued. One task per model takes
-what is queued: when the queue was empty it waits up to `max_wait_s` for company, stopping
-early once `max_batch_tokens` tokens are queued; then it runs the forward passes in a worker
-thread (under the app's encode limiter, so one pass runs at a time) and hands each request
-its own rows. Within a batch the texts are sorted by length and cut into passes of at most
-`max_batch_tokens` padded tokens (rows x longest), so short texts do not pay for long ones.
+what is queued once the oldest queued request has waited `max_wait_s` for company (requests
+that queued during the previous pass have, and go at once) or `max_batch_tokens` tokens are
+queued; it runs the forward passes in a worker thread (under the app's limiter, so one pass
+runs at a time, whatever the model) and hands each request its own rows. Within a batch
+the texts are sorted by length and cut into passes of at most `max_batch_tokens` padded
+tokens (rows x longest), so short texts do not pay for long ones.
 
-- Results: each request gets its texts' vectors in its own order, bit for bit those of
-  Encoder.encode() up to float rounding of a different batch (parity holds, see tests).
+- Results: each request gets its texts' vectors in its own order: those Encoder.encode()
+  gives for them alone, to float32 rounding (another batch sums in another order).
 - Errors: a failed pass is retried request by request, so only the request whose texts fail
   gets the error.
 - Cancellation: a request cancelled while queued (its client went away) is dropped before its
@@ -60,7 +61,6 @@ class Batcher:
         self._queue: deque[_Job] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.passes = 0  # forward passes run so far (for logs and tests)
 
     async def embed(self, texts: Sequence[str]) -> Encoded:
         """The texts' vectors and token counts, as Encoder.encode() gives them."""
@@ -152,7 +152,6 @@ class Batcher:
         vectors = np.zeros((len(encodings), self._encoder.dimension), dtype=np.float32)
         for rows in passes(encodings, self._limits.max_batch_tokens):
             vectors[rows] = self._encoder.forward([encodings[i] for i in rows])
-            self.passes += 1
         results, start = [], 0
         for job in jobs:
             results.append(vectors[start : start + len(job.encodings)])
