@@ -22,7 +22,7 @@ from src.database.session import error_reason
 from src.embeddings.registry import EmbeddingModels
 from src.model_cache.lock import locked_reason
 from src.model_cache.manifest import ModelCacheError, verify
-from src.model_cache.spec import ModelSpec
+from src.model_spec import ModelSpec
 from src.settings import Settings
 
 STATEMENT_TIMEOUT_MS = 2000

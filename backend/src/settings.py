@@ -33,7 +33,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from src.model_cache.spec import ModelSpec, is_valid_revision, parse_model_repos
+from src.model_spec import ModelSpec, is_valid_revision, parse_model_repos
 
 DEFAULT_HF_HOME = "/var/huggingface"
 DEFAULT_REVISION = "main"

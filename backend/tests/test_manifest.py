@@ -18,7 +18,7 @@ from src.model_cache.manifest import (
     snapshot_dir,
     verify,
 )
-from src.model_cache.spec import ModelSpec
+from src.model_spec import ModelSpec
 
 REPO = "org/model"
 COMMIT = "c" * 40

@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import hf_raise_for_status
 
 from src.model_cache.prefetch import describe, scrub
-from src.model_cache.spec import ModelSpec
+from src.model_spec import ModelSpec
 
 SPEC = ModelSpec("org/model", "v9")
 TOKEN_FILE = Path("/run/secrets/huggingface_token")

@@ -20,7 +20,7 @@ from src.model_cache.manifest import (
     snapshot_dir,
     verify,
 )
-from src.model_cache.spec import ModelSpec
+from src.model_spec import ModelSpec
 from tests.support.fake_hub import PUBLIC_REPO, FakeHub, running_fake_hub
 from tests.support.model_data import model_files, sha256
 from tests.support.runners import BACKEND_DIR, PREFETCH_CODE, base_env, run_prefetch, run_python

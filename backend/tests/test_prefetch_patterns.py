@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from src.model_cache.manifest import snapshot_dir
-from src.model_cache.prefetch import patterns_from_env
+from src.prefetch_cli import patterns_from_env
 from tests.support.fake_hub import FakeHub, running_fake_hub
 from tests.support.model_data import model_files
 from tests.support.runners import PREFETCH_CODE, base_env, run_python

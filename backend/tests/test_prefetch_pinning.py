@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from src.model_cache.manifest import verify
-from src.model_cache.spec import ModelSpec
+from src.model_spec import ModelSpec
 from tests.support.fake_hub import PUBLIC_REPO, FakeHub, running_fake_hub
 from tests.support.runners import run_prefetch
 

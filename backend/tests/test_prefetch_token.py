@@ -1,10 +1,14 @@
-"""Where the prefetch's token comes from: the secret file; never HF_TOKEN from the environment."""
+"""Where the prefetch's token comes from: the secret file, else (missing or empty)
+HUGGINGFACE_HUB_TOKEN; never HF_TOKEN from the environment."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from src.prefetch_cli import read_token
 from tests.support.fake_hub import PRIVATE_REPO, FakeHub
 from tests.support.runners import PREFETCH_CODE, base_env, run_python
 
@@ -91,3 +95,35 @@ def test_huggingface_hub_token_is_ignored_when_the_secret_file_exists(
         f"error: prefetch of {PRIVATE_REPO}@main failed: the Hugging Face token was rejected "
         f"(HTTP 401); put a valid token in {token_file}"
     ]
+
+
+def test_huggingface_hub_token_is_the_fallback_for_an_empty_secret_file(
+    fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("\n")  # the guide's file, left empty
+    result = prefetch_private(
+        fake_hub, tmp_path / "home", token_file, HUGGINGFACE_HUB_TOKEN=fake_hub.token
+    )
+    assert result.returncode == 0, f"HUGGINGFACE_HUB_TOKEN should be used: {result.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("file_content", "env_token", "expected"),
+    [
+        ("hf_from_file\n", "hf_from_env", "hf_from_file"),  # a token in the file wins
+        ("", "hf_from_env", "hf_from_env"),  # an empty file falls back to the variable
+        (" \n", "hf_from_env", "hf_from_env"),  # so does one with only whitespace
+        (None, "hf_from_env", "hf_from_env"),  # as does a missing file
+        ("", "", None),  # neither: anonymous
+        (None, "", None),
+    ],
+)
+def test_read_token_file_or_variable(
+    tmp_path: Path, file_content: str | None, env_token: str, expected: str | None
+) -> None:
+    token_file = tmp_path / "huggingface_token"
+    if file_content is not None:
+        token_file.write_text(file_content)
+    env = {"HF_TOKEN_FILE": str(token_file), "HUGGINGFACE_HUB_TOKEN": env_token}
+    assert read_token(env) == expected, f"file {file_content!r}, variable {env_token!r}"

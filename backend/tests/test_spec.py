@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from src.model_cache.spec import ModelSpec, parse_model_repos
+from src.model_spec import ModelSpec, is_valid_repo_id, is_valid_revision, parse_model_repos
 
 
 @pytest.mark.parametrize(
@@ -58,3 +61,32 @@ def test_duplicate_repo_is_reported_as_repeated() -> None:
 
 def test_str_shows_repo_and_revision() -> None:
     assert str(ModelSpec("org/a", "v1")) == "org/a@v1"
+
+
+# The one rule (src/model_spec_rules.json) is shared with roles/backend and the fake Hub;
+# all of them are held to this list (tests/roles/test_validate.py checks the other two).
+SHARED_EXAMPLES = json.loads(
+    (
+        Path(__file__).resolve().parents[2] / "tests" / "data" / "model_spec_examples.json"
+    ).read_text()
+)
+
+
+@pytest.mark.parametrize("repo_id", SHARED_EXAMPLES["repo_ids"]["accept"])
+def test_the_shared_good_repo_ids_are_accepted(repo_id: str) -> None:
+    assert is_valid_repo_id(repo_id), f"{repo_id!r} should be a valid repo id"
+
+
+@pytest.mark.parametrize("repo_id", SHARED_EXAMPLES["repo_ids"]["refuse"])
+def test_the_shared_bad_repo_ids_are_refused(repo_id: str) -> None:
+    assert not is_valid_repo_id(repo_id), f"{repo_id!r} should be refused"
+
+
+@pytest.mark.parametrize("revision", SHARED_EXAMPLES["revisions"]["accept"])
+def test_the_shared_good_revisions_are_accepted(revision: str) -> None:
+    assert is_valid_revision(revision), f"{revision!r} should be a valid revision"
+
+
+@pytest.mark.parametrize("revision", SHARED_EXAMPLES["revisions"]["refuse"])
+def test_the_shared_bad_revisions_are_refused(revision: str) -> None:
+    assert not is_valid_revision(revision), f"{revision!r} should be refused"

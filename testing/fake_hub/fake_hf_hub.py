@@ -49,7 +49,15 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 CHUNK_SIZE = 1024 * 1024
 LFS_MIN_SIZE = 10 * 1024 * 1024
 SKIPPED_DIRS = frozenset({".git", ".cache"})
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The backend's rule for a repo id (one rule, backend/src/model_spec_rules.json). Copied
+# alone onto a test host (molecule mounts only this directory), the server checks just that
+# an id is two safe path parts: it serves only the repos it is given anyway.
+RULES_FILE = Path(__file__).resolve().parents[2] / "backend" / "src" / "model_spec_rules.json"
+REPO_ID_RE = re.compile(
+    json.loads(RULES_FILE.read_text(encoding="utf-8"))["repo_id"]
+    if RULES_FILE.is_file()
+    else r"^(?!.*\.\.)[^/\s]+/[^/\s]+\Z"
+)
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 TRUE_VALUES = frozenset({"1", "true", "True"})
 

@@ -4,6 +4,7 @@ roles/backend deploys) are the same service apart from what makes a slot a slot.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,28 @@ import pytest
 import yaml
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
+
+# The container rules (CIS Docker Benchmark, section 5), one row per service, for both
+# compose files; molecule/default/tests/test_hardening.py checks the same on a host.
+#   user     who it runs as: a "uid:gid" in the compose file, "image" for the image's
+#            own non-root USER (the Dockerfile's appuser), "root" only with a reason
+#   cap_add  the capabilities added back after cap_drop: [ALL]
+#   publish  whether it publishes a port (the proxy on the host; the guide's backend)
+HARDENING: dict[str, dict[str, Any]] = {
+    "proxy": {"user": "65534:65534", "cap_add": [], "publish": True},
+    "backend": {"user": "image", "cap_add": [], "publish": False},
+    # root: the entrypoint prepares PGDATA and the socket directory, then drops to
+    # postgres (gosu/setpriv) with SETUID/SETGID; each capability is explained in
+    # the compose files.
+    "postgres": {
+        "user": "root",
+        "cap_add": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"],
+        "publish": False,
+    },
+}
+GUIDE_PUBLISHES = {"backend"}  # the compose-only flow has no proxy
+# A value compose takes from the .env, with a default: ${NAME:-default}.
+INTERPOLATED = re.compile(r"^\$\{[A-Z_]+:-([^}]+)\}$")
 # What may differ between the guide's backend and a slot: the slot's image and
 # release (env_file), its limits (they belong to the release), no published port
 # (the proxy owns it), how fast it is probed while starting, and no build section.
@@ -66,3 +89,121 @@ def test_the_database_and_the_models_survive_down_v(host):
 
 def test_the_postgres_service_is_the_guides(guide, host):
     assert host["services"]["postgres"] == guide["services"]["postgres"]
+
+
+# ---------------------------------------------------------------- hardening rules
+
+
+def services() -> list[tuple[str, str, dict[str, Any]]]:
+    """(file, service, definition) of every service of both compose files."""
+    out = []
+    for name in ("docker-compose.deploy.yml", "docker-compose.host.yml"):
+        for service, definition in load(name)["services"].items():
+            out.append((name, service, definition))
+    return out
+
+
+def rule(service: str) -> dict[str, Any]:
+    kind = "backend" if service.startswith("backend") else service
+    assert kind in HARDENING, f"{service} has no row in HARDENING: harden it, then add one"
+    return HARDENING[kind]
+
+
+SERVICES = pytest.mark.parametrize(
+    ("compose", "service", "definition"),
+    services(),
+    ids=[f"{c.split('-')[-1].removesuffix('.yml')}-{s}" for c, s, _ in services()],
+)
+
+
+def interpolated_default(value: Any) -> str:
+    match = INTERPOLATED.match(str(value))
+    assert match, f"{value!r} should be ${{VARIABLE:-default}}, set from the .env"
+    return match.group(1)
+
+
+@SERVICES
+def test_a_service_runs_as_its_documented_user(compose, service, definition):
+    wanted = rule(service)["user"]
+    if wanted == "image":
+        assert "user" not in definition, f"{compose} {service}: the image's USER is its user"
+        dockerfile = (DOCKER / "Dockerfile").read_text()
+        assert re.search(r"^USER appuser$", dockerfile, re.M), "docker/Dockerfile: USER appuser"
+    elif wanted == "root":
+        assert "user" not in definition, f"{compose} {service}: root only by its entrypoint"
+    else:
+        assert definition.get("user") == wanted, f"{compose} {service} should run as {wanted}"
+
+
+@SERVICES
+def test_a_service_drops_every_capability_but_its_documented_ones(compose, service, definition):
+    assert definition.get("cap_drop") == ["ALL"], f"{compose} {service} should drop ALL"
+    assert sorted(definition.get("cap_add", [])) == sorted(rule(service)["cap_add"]), (
+        f"{compose} {service} should add back exactly {rule(service)['cap_add']}"
+    )
+
+
+@SERVICES
+def test_a_service_has_a_read_only_root_filesystem(compose, service, definition):
+    assert definition.get("read_only") is True, f"{compose} {service} should be read_only"
+
+
+@SERVICES
+def test_a_service_cannot_gain_privileges(compose, service, definition):
+    assert "no-new-privileges:true" in definition.get("security_opt", []), (
+        f"{compose} {service} should set no-new-privileges:true"
+    )
+
+
+@SERVICES
+def test_a_service_has_a_pids_limit_from_the_env(compose, service, definition):
+    assert int(interpolated_default(definition.get("pids_limit"))) > 0, (
+        f"{compose} {service} should have a positive pids_limit"
+    )
+
+
+@SERVICES
+def test_a_service_has_memory_and_cpu_limits(compose, service, definition):
+    assert interpolated_default(definition.get("mem_limit")), f"{compose} {service}: mem_limit"
+    assert float(interpolated_default(definition.get("cpus"))) > 0, f"{compose} {service}: cpus"
+
+
+@SERVICES
+def test_a_service_bounds_its_own_logs(compose, service, definition):
+    logging = definition.get("logging", {})
+    options = logging.get("options", {})
+    assert logging.get("driver") == "json-file", f"{compose} {service} should log to json-file"
+    assert re.match(r"^\d+[kmg]$", interpolated_default(options.get("max-size"))), (
+        f"{compose} {service} should rotate its log at a max-size"
+    )
+    assert int(interpolated_default(options.get("max-file"))) > 0, (
+        f"{compose} {service} should keep a bounded number of log files"
+    )
+
+
+@SERVICES
+def test_only_the_documented_services_publish_a_port(compose, service, definition):
+    kind = "backend" if service.startswith("backend") else service
+    guide_publishes = compose.endswith("deploy.yml") and kind in GUIDE_PUBLISHES
+    wanted = rule(service)["publish"] or guide_publishes
+    ports = definition.get("ports", [])
+    if not wanted:
+        assert not ports, f"{compose} {service} must not publish a port"
+        return
+    assert ports == ["${BACKEND_PUBLISH_ADDRESS:-127.0.0.1}:${BACKEND_PUBLISH_PORT:-8000}:8000"], (
+        f"{compose} {service} should publish only on the configured address and port"
+    )
+
+
+@SERVICES
+def test_a_service_restarts_after_a_reboot(compose, service, definition):
+    # unless-stopped, by choice (see the compose files): the status play shows a loop.
+    assert definition.get("restart") == "unless-stopped", f"{compose} {service}: restart policy"
+
+
+@pytest.mark.parametrize("compose", ["docker-compose.deploy.yml", "docker-compose.host.yml"])
+def test_postgres_writes_only_to_its_volume_and_tmpfs(compose):
+    postgres = load(compose)["services"]["postgres"]
+    assert sorted(postgres.get("tmpfs", [])) == ["/tmp", "/var/run/postgresql"], (  # noqa: S108
+        f"{compose} postgres should have tmpfs at /var/run/postgresql and /tmp"
+    )

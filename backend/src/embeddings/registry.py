@@ -16,7 +16,7 @@ from pathlib import Path
 
 from src.embeddings.encoder import Encoder
 from src.model_cache.manifest import ModelCacheError, snapshot_dir, verify
-from src.model_cache.spec import ModelSpec
+from src.model_spec import ModelSpec
 
 OK = "ok"
 MAX_REASON = 200

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from src.model_cache.spec import ModelSpec
+from src.model_spec import ModelSpec
 
 MANIFEST_NAME = "prefetch-manifest.json"
 MANIFEST_VERSION = 1

@@ -1,6 +1,7 @@
-"""Fetch the models of HF_MODEL_REPOS into the cache under HF_HOME, check them, record them.
+"""Fetch models into the cache under HF_HOME, check them, record them.
 
-Entry point of `python docker/prefetch_models.py` (cwd /app). For each `org/name[@revision]`:
+The command line (`python docker/prefetch_models.py`, its environment) is src/prefetch_cli.py.
+For each `org/name[@revision]`:
 
 1. resolve the revision to a commit (`model_info`: fails fast, names the HTTP error);
 2. list the repo's files at that commit (`list_repo_tree`) and keep those the file patterns
@@ -16,22 +17,10 @@ One line per repo on stdout; the first failure prints one line on stderr and exi
 Bad configuration exits 2. Always online, whatever HF_HUB_OFFLINE says (the image sets it
 to 1 for serving).
 
-Environment:
-  HF_MODEL_REPOS           comma separated `org/name[@revision]` (revision: branch, tag, commit)
-  HF_REVISION              revision of entries without '@' (default main)
-  HF_HOME                  cache root (default /var/huggingface)
-  HF_ENDPOINT              the Hub (default https://huggingface.co)
-  HF_TOKEN_FILE            file holding the token (default /run/secrets/huggingface_token);
-                           only when that file does not exist, HUGGINGFACE_HUB_TOKEN; else
-                           anonymous. HF_TOKEN and HUGGING_FACE_HUB_TOKEN are never used.
-  HF_ALLOW_PATTERNS        comma separated globs of the files to fetch (default: safetensors
-                           weights, *.json, *.txt, tokenizer*, vocab*, merges*, *.model,
-                           1_Pooling/*, modules.json, README.md, .gitattributes)
-  HF_IGNORE_PATTERNS       comma separated globs of files never to fetch (default: the other
-                           weight formats: pytorch_model*, *.onnx, onnx/*, openvino/*, *.h5,
-                           *.msgpack, tf_model*, flax_model*, rust_model.ot)
-  HF_HUB_ETAG_TIMEOUT      seconds for metadata calls (default 10)
-  HF_HUB_DOWNLOAD_TIMEOUT  seconds without data before a download fails (default 30)
+Configuration (HF_TOKEN_FILE, HF_ALLOW_PATTERNS, timeouts, ...) is read from the
+environment by src/prefetch_cli.py; default patterns: DEFAULT_ALLOW_PATTERNS (safetensors
+weights, *.json, *.txt, tokenizer*, vocab*, merges*, *.model, 1_Pooling/*, modules.json,
+README.md, .gitattributes) and DEFAULT_IGNORE_PATTERNS (the other weight formats).
 
 Globs match the whole path in the repo, `*` also across '/' (huggingface_hub's
 filter_repo_objects). With both pattern variables unset, a repo whose listing has no
@@ -42,7 +31,6 @@ patterns apply exactly as given.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -64,8 +52,7 @@ from src.model_cache.manifest import (
     record,
     snapshot_dir,
 )
-from src.model_cache.spec import ModelSpec
-from src.settings import ConfigError, hf_home_from_env, model_specs_from_env
+from src.model_spec import ModelSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -73,8 +60,6 @@ if TYPE_CHECKING:
     import httpx2
     from huggingface_hub import HfApi
 
-DEFAULT_TOKEN_FILE = "/run/secrets/huggingface_token"  # noqa: S105 - a path, not a secret
-TIMEOUT_DEFAULTS = {"HF_HUB_ETAG_TIMEOUT": "10", "HF_HUB_DOWNLOAD_TIMEOUT": "30"}
 MAX_WORKERS = 4
 DOWNLOAD_TRIES = 3  # attempts of the listing and of each file, on transient errors only
 RETRY_BACKOFF_SECONDS = 0.5  # waited after the first failed attempt, doubled after each next
@@ -114,23 +99,6 @@ class PrefetchError(Exception):
 # ---------------------------------------------------------------- configuration
 
 
-def token_file_from_env(env: Mapping[str, str]) -> Path:
-    return Path(env.get("HF_TOKEN_FILE", "").strip() or DEFAULT_TOKEN_FILE)
-
-
-def read_token(env: Mapping[str, str]) -> str | None:
-    """HF_TOKEN_FILE's content if the file exists (None when it is empty); only when it does
-    not exist, HUGGINGFACE_HUB_TOKEN; else None. HF_TOKEN is never read."""
-    path = token_file_from_env(env)
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
-        token = env.get("HUGGINGFACE_HUB_TOKEN", "").strip()
-    except OSError as error:
-        raise ConfigError(f"HF_TOKEN_FILE: cannot read {path}: {error.strerror}") from None
-    return token or None
-
-
 @dataclass(frozen=True)
 class FilePatterns:
     """Which files of a repo to fetch (globs over the path in the repo)."""
@@ -166,21 +134,6 @@ class FilePatterns:
         )
 
 
-def _globs(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
-
-
-def patterns_from_env(env: Mapping[str, str]) -> FilePatterns:
-    """HF_ALLOW_PATTERNS and HF_IGNORE_PATTERNS (comma separated globs; unset/empty: default)."""
-    allow = _globs(env.get("HF_ALLOW_PATTERNS", ""))
-    ignore = _globs(env.get("HF_IGNORE_PATTERNS", ""))
-    return FilePatterns(
-        allow=allow or DEFAULT_ALLOW_PATTERNS,
-        ignore=ignore or DEFAULT_IGNORE_PATTERNS,
-        configured=bool(allow or ignore),
-    )
-
-
 def scrub(text: str, token: str | None) -> str:
     """The text with the token (if any) replaced, and only its first line."""
     if token:
@@ -190,17 +143,6 @@ def scrub(text: str, token: str | None) -> str:
 
 
 # ---------------------------------------------------------------- huggingface_hub, online
-
-
-def timeouts_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT (whole seconds), defaults filled in."""
-    values = {}
-    for variable, default in TIMEOUT_DEFAULTS.items():
-        value = env.get(variable, "").strip() or default
-        if not value.isdigit() or int(value) == 0:
-            raise ConfigError(f"{variable} must be a positive number of seconds, got {value!r}")
-        values[variable] = value
-    return values
 
 
 def prepare_online_hub(hf_home: Path, timeouts: Mapping[str, str]) -> None:
@@ -482,32 +424,3 @@ def prefetch_one(
         f"prefetch: {spec} -> commit {model.commit}, {len(model.files)} files, "
         f"{model.bytes / 1e6:.1f} MB"
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(
-        prog="prefetch_models.py",
-        description="Fetch HF_MODEL_REPOS into the Hugging Face cache under HF_HOME.",
-    ).parse_args(argv)
-    try:
-        hf_home = hf_home_from_env(os.environ)
-        specs = model_specs_from_env(os.environ)
-        token = read_token(os.environ)
-        timeouts = timeouts_from_env(os.environ)
-        patterns = patterns_from_env(os.environ)
-        token_file = token_file_from_env(os.environ)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not specs:
-        print("prefetch: HF_MODEL_REPOS is empty, nothing to do")
-        return 0
-    prepare_online_hub(hf_home, timeouts)
-    for spec in specs:
-        try:
-            line = prefetch_one(spec, hf_home, token, token_file, patterns)
-        except PrefetchError as error:
-            print(scrub(f"error: prefetch of {spec} failed: {error}", token), file=sys.stderr)
-            return 1
-        print(scrub(line, token), flush=True)
-    return 0

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 BACKEND_DIR = Path(__file__).resolve().parents[2]
-PREFETCH_CODE = "import sys; from src.model_cache.prefetch import main; sys.exit(main())"
+PREFETCH_CODE = "import sys; from src.prefetch_cli import main; sys.exit(main())"
 WAITING_DB_CLI_CODE = (
     "import sys; from src.database.cli import main; "
     "print('waiting', file=sys.stderr, flush=True); sys.stdin.readline(); "

@@ -1,12 +1,12 @@
-"""stack.env and the secret files, as the containers see them."""
+"""The serving release's stack.env and the secret files, as the containers see them."""
 
 import json
 
-from conftest import APP_UID, COMPOSE_DIR, POSTGRES_UID, SECRETS_DIR, sha256
+from conftest import APP_UID, POSTGRES_UID, SECRETS_DIR, sha256
 
 
-def test_stack_env_content_and_mode(host, local_vars, token):
-    stack_env = host.file(f"{COMPOSE_DIR}/stack.env")
+def test_stack_env_content_and_mode(host, local_vars, token, release):
+    stack_env = host.file(f"/opt/nica/releases/{release['release']}/stack.env")
     assert stack_env.mode == 0o640, f"stack.env mode is {oct(stack_env.mode)}, expected 0o640"
     assert stack_env.user == "root"
     lines = stack_env.content_string.splitlines()

@@ -70,3 +70,22 @@ def test_each_tag_works_alone(tag):
         f"--tags {tag} changed {counters['changed']} things with nothing to change"
     )
     assert counters["ok"] > 1, f"--tags {tag} ran nothing"
+
+
+def test_status_reports_what_runs_and_passes_on_a_healthy_host():
+    assert report("dryrun.json")["status_rc"]["ok"] == 0, (REPORTS / "status-ok.log").read_text()[
+        -3000:
+    ]
+    text = " ".join((REPORTS / "status-ok.log").read_text().split())
+    assert "record: matches what runs" in text, text[-3000:]
+    assert re.search(r"proxy: routes to (blue|green)", text), (
+        "status does not say where the proxy routes"
+    )
+    assert "readyz: 200" in text
+    assert "audit" in text.lower(), "status does not show the audit log"
+
+
+def test_status_fails_and_says_so_when_the_record_differs_from_what_runs():
+    assert report("dryrun.json")["status_rc"]["differs"] != 0, "status passed with a wrong record"
+    text = " ".join((REPORTS / "status-differs.log").read_text().split())
+    assert "What runs differs from the record: the proxy routes to" in text, text[-3000:]

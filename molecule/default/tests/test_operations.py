@@ -90,6 +90,13 @@ def test_failed_deploy_left_the_previous_release_serving(wrong_deploy):
     assert wrong_deploy["readyz_after"] == 200, "the backend was not ready after the failed deploy"
 
 
+def test_failed_prepares_left_the_serving_configuration_byte_for_byte(wrong_deploy):
+    assert len(wrong_deploy["config_before"]) == 4, wrong_deploy["config_before"]
+    assert wrong_deploy["config_after"] == wrong_deploy["config_before"], (
+        "a failed prepare changed .env, the proxy's upstream, the record or the serving stack.env"
+    )
+
+
 def test_rollback_serves_the_previous_release():
     first = json.loads((REPORTS / "first-release.json").read_text())
     after = json.loads((REPORTS / "after-rollback.json").read_text())
@@ -108,3 +115,17 @@ def test_rollback_serves_the_previous_release():
 def test_the_serving_and_previous_release_stay_on_the_host(sh, release):
     for image in (release["image"], release["previous_image"]):
         assert sh(f"docker image ls -q {image}").strip(), f"{image} is gone from the host"
+
+
+def test_old_releases_are_pruned_with_their_images(sh, release):
+    keep = 3  # roles/backend's backend_keep_releases
+    listing = sh("ls -t /opt/nica/releases").split()
+    pinned = {release["release"], release["previous_release"]} | {
+        slot["release"] for slot in release["slots"].values()
+    }
+    beyond = [name for name in listing[keep:] if name not in pinned]
+    assert not beyond, f"releases beyond the last {keep} were kept: {beyond}"
+    kept_tags = {name.rsplit(".", 1)[0] for name in listing}
+    images = sh("docker image ls --format '{{.Tag}}' nica-pro-backend").split()
+    stray = sorted(set(images) - kept_tags)
+    assert not stray, f"images of pruned releases are still on the host: {stray}"

@@ -113,6 +113,14 @@ def test_a_code_change_with_a_compatible_migration_cut_over():
     assert run["after"]["slot"] != run["before"]["slot"]
 
 
+def test_the_orphaned_prepare_container_was_removed_and_the_deploy_converged(host):
+    orphan = report("redeploy-orphan.json")["id"]
+    assert report("redeploy-code-change.json")["rc"] == 0
+    assert host.run(f"docker inspect {orphan}").rc != 0, (
+        "the orphaned prepare container is still there"
+    )
+
+
 def test_the_database_was_backed_up_before_the_migration():
     backups = report("redeploy-migration.json")["backups"]
     assert any(name.endswith("-0002-to-0003.dump") for name in backups), (

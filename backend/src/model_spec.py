@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-# One part of a repo id, as the Hub accepts it: letters, digits, '-', '_', '.', starting and
-# ending with a letter or digit, at most 96 characters.
-_REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
-# A branch, tag or commit: git ref characters only, no '..' and no empty path component.
-_REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+# The one rule for a repo id and a revision, shared with roles/backend's validation and
+# the fake Hub (tests/data/model_spec_examples.json: the examples they all agree on).
+# A repo id: two parts of letters, digits, '-', '_', '.', each starting and ending with a
+# letter or digit, at most 96 characters, no '--' or '..'. A revision (branch, tag or
+# commit): git ref characters, no '..', no '//', not ending in '/' or '.lock'.
+RULES_FILE = Path(__file__).with_name("model_spec_rules.json")
+_RULES = json.loads(RULES_FILE.read_text(encoding="utf-8"))
+_REPO_ID_RE = re.compile(_RULES["repo_id"])
+_REVISION_RE = re.compile(_RULES["revision"])
 
 
 @dataclass(frozen=True)
@@ -30,16 +35,11 @@ class ModelSpec:
 
 
 def is_valid_revision(revision: str) -> bool:
-    return (
-        _REVISION_RE.match(revision) is not None
-        and ".." not in revision
-        and "//" not in revision
-        and not revision.endswith(("/", ".lock"))
-    )
+    return _REVISION_RE.match(revision) is not None
 
 
 def is_valid_repo_id(repo_id: str) -> bool:
-    return _REPO_ID_RE.match(repo_id) is not None and "--" not in repo_id and ".." not in repo_id
+    return _REPO_ID_RE.match(repo_id) is not None
 
 
 def parse_model_repos(value: str, default_revision: str) -> list[ModelSpec]:

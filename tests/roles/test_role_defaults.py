@@ -1,0 +1,33 @@
+"""Each role stands alone: its defaults read only its own variables (deploy.yml wires
+the roles together)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+# Names a default may read besides the role's own: Ansible's magic variables.
+MAGIC = {"role_path", "ansible_facts", "inventory_hostname", "ansible_check_mode"}
+NAME = re.compile(r"\b([a-z_][a-z0-9_]*)\b")
+TEMPLATE = re.compile(r"{{(.*?)}}", re.S)
+STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def names_read(text: str) -> set[str]:
+    """Variable-like names inside the {{ }} of a defaults file (strings and filters out)."""
+    names: set[str] = set()
+    for expression in TEMPLATE.findall(text):
+        expression = STRING.sub("", expression)
+        expression = re.sub(r"\|\s*[a-z_.]+", "", expression)  # filters
+        names.update(NAME.findall(expression))
+    return names - {"true", "false", "none", "if", "else", "and", "or", "not", "in", "is"}
+
+
+@pytest.mark.parametrize("role", sorted(p.name for p in ROLES.iterdir() if p.is_dir()))
+def test_a_roles_defaults_read_only_its_own_variables(role: str) -> None:
+    text = (ROLES / role / "defaults" / "main.yml").read_text()
+    foreign = sorted(n for n in names_read(text) if not n.startswith(role + "_") and n not in MAGIC)
+    assert not foreign, f"roles/{role}/defaults/main.yml reads {foreign}: wire it in deploy.yml"
