@@ -13,9 +13,11 @@ from fastapi_offline import FastAPIOffline
 from src import embeddings, telemetry
 from src.api import collections, documents, errors, health, models
 from src.api import embeddings as embeddings_api
+from src.api.body_limit import BodyLimit
 from src.backfill import run_backfill
 from src.database.migrations import head_revision
 from src.database.session import create_engine_from_settings
+from src.embeddings.batching import Batchers, BatchLimits
 from src.embeddings.registry import EmbeddingModels, EncoderLoader
 from src.settings import Settings
 
@@ -37,7 +39,13 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
         )
         # The encoders load from the local cache in a thread; /readyz says "loading" meanwhile.
         app.state.embedding_models = EmbeddingModels(settings.models)
-        app.state.encode_limiter = CapacityLimiter(1)
+        # One forward pass at a time, whichever route or model asks: BLAS already uses every
+        # core the process may use (README, "Embeddings under load").
+        limits = BatchLimits(
+            max_wait_s=settings.embeddings_batch_wait_ms / 1000,
+            max_batch_tokens=settings.embeddings_max_batch_tokens,
+        )
+        app.state.batchers = Batchers(limits, CapacityLimiter(1))
         if settings.models:
             # Then, in the same thread, embed the documents stored without an embedding.
             app.state.embedding_models.start_loading(
@@ -61,6 +69,7 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
         try:
             yield
         finally:
+            await app.state.batchers.close()
             app.state.engine.dispose()
             logger.info("shutdown: database connections closed")
             telemetry.shut_down(tracer_provider)
@@ -73,6 +82,7 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
         title="nica-pro backend", version="1.0.0", lifespan=lifespan, redoc_url=None
     )
     errors.install(app)  # OpenAI's error shape under /v1
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(collections.router)

@@ -9,8 +9,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from src.app import create_app
-from src.settings import ConfigError, Settings
+from src import blas_threads
+
+# Before NumPy is imported (by src.app): BLAS reads its thread count once, at load.
+BLAS_THREADS = blas_threads.configure()
+
+from src.app import create_app  # noqa: E402
+from src.settings import ConfigError, Settings  # noqa: E402
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -24,4 +29,6 @@ def _load_settings() -> Settings:
 
 
 logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-app = create_app(_load_settings())
+settings = _load_settings()
+logging.getLogger(__name__).info("startup: %d BLAS thread(s) per worker", BLAS_THREADS)
+app = create_app(settings)

@@ -9,6 +9,12 @@ EMBEDDINGS_MAX_INPUTS   most inputs one POST /v1/embeddings may carry (default 6
 EMBEDDINGS_MAX_INPUT_CHARS  most characters of one text to embed: each input of POST
                             /v1/embeddings, POST /v1/documents' text, GET /v1/search's q
                             (default 20000)
+EMBEDDINGS_BATCH_WAIT_MS    how long a lone embedding request waits for others to share its
+                            forward pass, in milliseconds (default 2; 0: no wait)
+EMBEDDINGS_MAX_BATCH_TOKENS most tokens of one batch of requests and of one forward pass,
+                            counted padded (rows x longest; default 8192)
+MAX_REQUEST_BODY_BYTES      largest request body accepted; a larger one is refused with 413
+                            before it is read (default 4194304, 4 MiB)
 OTEL_EXPORTER_OTLP_ENDPOINT         OTLP/HTTP collector base URL, e.g. http://otel:4318; spans go
                                     to <it>/v1/traces (default: unset, no traces exported)
 OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full traces URL, used as is; wins over the one above
@@ -37,6 +43,14 @@ DEFAULT_EMBEDDINGS_MAX_INPUTS = 64
 # 20000 is several times that, so long texts still embed (truncated), while one input costs
 # a bounded tokenizer pass (64 inputs x 20000 = 1.28 M characters per request at most).
 DEFAULT_EMBEDDINGS_MAX_INPUT_CHARS = 20000
+# A lone request waits this long for company: ~10% of a short text's ~20 ms forward pass.
+DEFAULT_EMBEDDINGS_BATCH_WAIT_MS = 2
+# 32 texts of 256 tokens (all-MiniLM-L6-v2's longest): the attention scores of one pass stay
+# near 100 MB (rows x heads x 256 x 256 float32), while short texts share passes by hundreds.
+DEFAULT_EMBEDDINGS_MAX_BATCH_TOKENS = 8192
+# As the nginx proxy of a deployed host (client_max_body_size 4m): 64 inputs of 20000
+# characters of plain text fit; a bigger body is refused before it is read.
+DEFAULT_MAX_REQUEST_BODY_BYTES = 4 * 1024 * 1024
 DRIVER = "postgresql+psycopg"
 DEFAULT_SERVICE_NAME = "nica-pro-backend"
 
@@ -60,6 +74,9 @@ class Settings:
     models: tuple[ModelSpec, ...]
     embeddings_max_inputs: int = DEFAULT_EMBEDDINGS_MAX_INPUTS
     embeddings_max_input_chars: int = DEFAULT_EMBEDDINGS_MAX_INPUT_CHARS
+    embeddings_batch_wait_ms: int = DEFAULT_EMBEDDINGS_BATCH_WAIT_MS
+    embeddings_max_batch_tokens: int = DEFAULT_EMBEDDINGS_MAX_BATCH_TOKENS
+    max_request_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_BYTES
     tracing: Tracing | None = None  # None: no traces exported
     hf_cache_marker: str = ""
 
@@ -76,6 +93,15 @@ class Settings:
             models=tuple(model_specs_from_env(env)),
             embeddings_max_inputs=embeddings_max_inputs_from_env(env),
             embeddings_max_input_chars=embeddings_max_input_chars_from_env(env),
+            embeddings_batch_wait_ms=_whole_number(
+                env, "EMBEDDINGS_BATCH_WAIT_MS", DEFAULT_EMBEDDINGS_BATCH_WAIT_MS
+            ),
+            embeddings_max_batch_tokens=_positive_int(
+                env, "EMBEDDINGS_MAX_BATCH_TOKENS", DEFAULT_EMBEDDINGS_MAX_BATCH_TOKENS
+            ),
+            max_request_body_bytes=_positive_int(
+                env, "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_REQUEST_BODY_BYTES
+            ),
             tracing=tracing_from_env(env),
             hf_cache_marker=hf_cache_marker_from_env(env),
         )
@@ -158,6 +184,15 @@ def _positive_int(env: Mapping[str, str], variable: str, default: int) -> int:
         return default
     if not (value.isascii() and value.isdigit()) or int(value) == 0:
         raise ConfigError(f"{variable} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def _whole_number(env: Mapping[str, str], variable: str, default: int) -> int:
+    value = env.get(variable, "").strip()
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit()):
+        raise ConfigError(f"{variable} must be a whole number (0 or more), got {value!r}")
     return int(value)
 
 

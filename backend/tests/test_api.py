@@ -222,6 +222,18 @@ def test_serving_code_does_not_import_huggingface_hub(seeded_database: Database)
     assert result.stdout.strip() == "False", "serving must not load huggingface_hub"
 
 
+def test_main_sets_blas_threads_before_numpy_loads(seeded_database: Database) -> None:
+    code = (
+        "import sys; assert 'numpy' not in sys.modules; import os, src.main; "
+        "print(os.environ['OPENBLAS_NUM_THREADS'])"
+    )
+    env = base_env(DATABASE_URL=seeded_database.url, UVICORN_WORKERS="999")
+    result = run_python(["-c", code], env)
+    assert (result.returncode, result.stdout.strip()) == (0, "1"), (
+        f"999 workers should get 1 BLAS thread each, got: {result.stdout} {result.stderr}"
+    )
+
+
 def test_main_with_bad_configuration_exits_2_with_one_line() -> None:
     result = run_python(["-c", "import src.main"], base_env(HF_MODEL_REPOS="bad"))
     assert result.returncode == 2, f"expected exit 2, got {result.returncode}"

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from tokenizers import Encoding
 
 from src.app import create_app
-from src.embeddings import Encoded, Encoder
+from src.embeddings import Encoder
+from src.embeddings.functional import F32
 from tests.conftest import Database, Prefetched
 from tests.support.embeddings import cached_load, readyz_after_loading
 from tests.support.fake_hub import PUBLIC_REPO
@@ -78,16 +80,17 @@ TRIGGER = "fail like a bug"
 
 
 class FailingEncoder(Encoder):
-    """The same tokenizer and weights as `inner`; encode() fails as a bug would on TRIGGER
-    (only there: the start-up backfill uses it too)."""
+    """The same tokenizer and weights as `inner`; a forward pass fails as a bug would on
+    TRIGGER's tokens (only there: the start-up backfill uses it too)."""
 
     def __init__(self, inner: Encoder):
         vars(self).update(vars(inner))
+        self.trigger = inner.tokenize([TRIGGER])[0].ids
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> Encoded:
-        if TRIGGER in texts:
+    def forward(self, encodings: Sequence[Encoding]) -> F32:
+        if any(encoding.ids == self.trigger for encoding in encodings):
             raise RuntimeError("internal detail that must not be shown")
-        return super().encode(texts, batch_size)
+        return super().forward(encodings)
 
 
 def test_an_unexpected_failure_is_500_in_the_openai_shape(

@@ -50,7 +50,7 @@ def two_runs(pg_cluster: PostgresCluster, app_password_file: Path) -> TwoRuns:
 def test_first_run_migrates_and_seeds(two_runs: TwoRuns) -> None:
     assert two_runs.first.returncode == 0, f"first run failed: {two_runs.first.stderr}"
     assert lines(two_runs.first.stdout) == [
-        f"migrate: at head {head_revision()} (2 migrations applied)",
+        f"migrate: at head {head_revision()} (3 migrations applied)",
         "seed: 4 rows added, 4 present",
     ]
 

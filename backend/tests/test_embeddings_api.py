@@ -15,9 +15,11 @@ import httpx2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from tokenizers import Encoding
 
 from src.app import create_app
-from src.embeddings import Encoded, Encoder
+from src.embeddings import Encoder
+from src.embeddings.functional import F32
 from src.model_cache.manifest import load_manifest, snapshot_dir
 from src.settings import Settings
 from tests.conftest import Database, Prefetched
@@ -117,16 +119,16 @@ def test_openapi_documents_the_endpoint(client: TestClient) -> None:
 
 
 class HeldEncoder(Encoder):
-    """The same tokenizer and weights as `inner`; encode() waits until `release` is set."""
+    """The same tokenizer and weights as `inner`; a forward pass waits until `release` is set."""
 
     def __init__(self, inner: Encoder, started: threading.Event, release: threading.Event):
         vars(self).update(vars(inner))
         self.started, self.release = started, release
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> Encoded:
+    def forward(self, encodings: Sequence[Encoding]) -> F32:
         self.started.set()
         self.release.wait(timeout=10)
-        return super().encode(texts, batch_size)
+        return super().forward(encodings)
 
 
 def test_the_server_answers_while_an_encode_runs(settings: Settings) -> None:

@@ -22,8 +22,8 @@ HISTORY_QUERY = (
 )
 FAILING_MIGRATION = '''"""Fail on purpose (test only)."""
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 backward_compatible = True
@@ -40,8 +40,8 @@ SLOW_MIGRATION = '''"""Take a second (test only)."""
 
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 backward_compatible = True
@@ -61,9 +61,9 @@ def lines(text: str) -> list[str]:
 
 
 def new_revision(migrations_dir: Path) -> Path:
-    """`alembic revision -m "add a thing"` (rev 0003) in `migrations_dir`; the new file."""
+    """`alembic revision -m "add a thing"` (rev 0004) in `migrations_dir`; the new file."""
     script = command.revision(
-        alembic_config(migrations_dir=migrations_dir), message="add a thing", rev_id="0003"
+        alembic_config(migrations_dir=migrations_dir), message="add a thing", rev_id="0004"
     )
     assert script is not None and not isinstance(script, list)
     return Path(script.path)
@@ -99,12 +99,12 @@ def test_migrate_refuses_a_migration_without_the_flag_naming_it(
     assert (result.returncode, lines(result.stderr)) == (
         1,
         [
-            "error: migrate failed: migration 0003 (migrations/versions/0003_add_a_thing.py) "
+            "error: migrate failed: migration 0004 (migrations/versions/0004_add_a_thing.py) "
             "does not set backward_compatible: set `backward_compatible = True` in it if the "
             "previous release keeps working with it applied (expand), "
             "`backward_compatible = False` if not (contract)"
         ],
-    ), f"expected one line naming 0003 and its file, got: {result.stderr}"
+    ), f"expected one line naming 0004 and its file, got: {result.stderr}"
 
 
 def test_a_refused_migration_run_applies_nothing(empty_database: Database, tmp_path: Path) -> None:
@@ -129,9 +129,11 @@ def test_migrate_records_every_revision_in_schema_history(
     finally:
         engine.dispose()
     rows = empty_database.cluster.query(HISTORY_QUERY, empty_database.name)
-    assert rows == [("0001", None, True, True), ("0002", "0001", True, True)], (
-        f"expected 0001 and 0002, backward compatible, applied now; got {rows}"
-    )
+    assert rows == [
+        ("0001", None, True, True),
+        ("0002", "0001", True, True),
+        ("0003", "0002", True, True),
+    ], f"expected 0001 to 0003, backward compatible, applied now; got {rows}"
 
 
 def test_migrate_records_the_history_of_a_database_migrated_before_it(
@@ -146,14 +148,14 @@ def test_migrate_records_the_history_of_a_database_migrated_before_it(
     rows = empty_database.cluster.query(HISTORY_QUERY, empty_database.name)
     assert (result.applied, rows) == (
         0,
-        [("0001", None, True, False), ("0002", "0001", True, False)],
-    ), f"expected rows for 0001 and 0002 without applied_at and nothing applied; got {rows}"
+        [("0001", None, True, False), ("0002", "0001", True, False), ("0003", "0002", True, False)],
+    ), f"expected rows for 0001 to 0003 without applied_at and nothing applied; got {rows}"
 
 
 def test_a_failed_migration_leaves_no_history(empty_database: Database, tmp_path: Path) -> None:
     upgrade_by_alembic_alone(empty_database, tmp_path)
     migrations = migrations_copy(tmp_path)
-    (migrations / "versions" / "0003_fails.py").write_text(FAILING_MIGRATION)
+    (migrations / "versions" / "0004_fails.py").write_text(FAILING_MIGRATION)
     engine = create_engine_from_settings(empty_database.settings(tmp_path))
     try:
         with pytest.raises(RuntimeError, match="fails on purpose"):
@@ -185,7 +187,7 @@ def race(
     this one plus a last migration that takes a second, so the runs surely overlap: without
     the lock both would start applying 0001."""
     release = backend_copy(tmp_path_factory.mktemp("slow-release") / "backend")
-    (release / "migrations" / "versions" / "0003_slow.py").write_text(SLOW_MIGRATION)
+    (release / "migrations" / "versions" / "0004_slow.py").write_text(SLOW_MIGRATION)
     name = pg_cluster.create_database()
     url = pg_cluster.app_url(name)
     runs = [
@@ -217,13 +219,13 @@ def test_concurrent_runs_both_succeed(race: Race) -> None:
 def test_concurrent_runs_apply_the_migrations_once(race: Race) -> None:
     migrate_lines = sorted(lines(r.stdout)[0] for r in race.results if r.stdout)
     assert migrate_lines == [
-        "migrate: at head 0003 (0 migrations applied)",
-        "migrate: at head 0003 (3 migrations applied)",
+        "migrate: at head 0004 (0 migrations applied)",
+        "migrate: at head 0004 (4 migrations applied)",
     ], f"exactly one run should apply the migrations, got {migrate_lines}"
 
 
 def test_concurrent_runs_leave_the_schema_at_head(race: Race) -> None:
-    assert race.version == [("0003",)], f"alembic_version: {race.version}"
+    assert race.version == [("0004",)], f"alembic_version: {race.version}"
 
 
 def test_concurrent_runs_seed_each_row_once(race: Race) -> None:

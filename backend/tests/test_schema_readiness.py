@@ -33,7 +33,7 @@ def test_readyz_is_unready_behind_the_head(empty_database: Database, tmp_path: P
     finally:
         engine.dispose()
     status, body = readyz(empty_database, tmp_path)
-    assert (status, body["checks"]["schema"]) == (503, "at 0001, head is 0002"), body
+    assert (status, body["checks"]["schema"]) == (503, "at 0001, head is 0003"), body
 
 
 def test_readyz_is_unready_at_a_revision_it_cannot_trace(
@@ -51,8 +51,8 @@ def test_readyz_is_unready_at_a_revision_it_cannot_trace(
     status, body = readyz(empty_database, tmp_path)
     assert (status, body["checks"]["schema"]) == (
         503,
-        "at 0009, head is 0002; 0009 is not one of this release's migrations and "
-        "schema_history does not lead from it back to 0002",
+        "at 0009, head is 0003; 0009 is not one of this release's migrations and "
+        "schema_history does not lead from it back to 0003",
     ), body
 
 

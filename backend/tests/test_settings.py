@@ -58,6 +58,10 @@ def test_plain_postgresql_scheme_uses_psycopg() -> None:
         ({"EMBEDDINGS_MAX_INPUTS": "0"}, "EMBEDDINGS_MAX_INPUTS"),
         ({"EMBEDDINGS_MAX_INPUTS": "-3"}, "EMBEDDINGS_MAX_INPUTS"),
         ({"EMBEDDINGS_MAX_INPUTS": "many"}, "EMBEDDINGS_MAX_INPUTS"),
+        ({"EMBEDDINGS_BATCH_WAIT_MS": "-1"}, "EMBEDDINGS_BATCH_WAIT_MS"),
+        ({"EMBEDDINGS_BATCH_WAIT_MS": "2.5"}, "EMBEDDINGS_BATCH_WAIT_MS"),
+        ({"EMBEDDINGS_MAX_BATCH_TOKENS": "0"}, "EMBEDDINGS_MAX_BATCH_TOKENS"),
+        ({"MAX_REQUEST_BODY_BYTES": "4m"}, "MAX_REQUEST_BODY_BYTES"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
@@ -137,3 +141,17 @@ def test_tracing_service_name_defaults_to_the_backends_name() -> None:
 def test_tracing_endpoint_must_be_an_http_url() -> None:
     with pytest.raises(ConfigError, match=r"^OTEL_EXPORTER_OTLP_ENDPOINT must be an http"):
         settings_from(OTEL_EXPORTER_OTLP_ENDPOINT="otel:4318")
+
+
+def test_batching_and_body_limit_defaults() -> None:
+    settings = Settings.from_env({"DATABASE_URL": BASE_URL})
+    assert (
+        settings.embeddings_batch_wait_ms,
+        settings.embeddings_max_batch_tokens,
+        settings.max_request_body_bytes,
+    ) == (2, 8192, 4 * 1024 * 1024)
+
+
+def test_batch_wait_may_be_zero() -> None:
+    settings = Settings.from_env({"DATABASE_URL": BASE_URL, "EMBEDDINGS_BATCH_WAIT_MS": "0"})
+    assert settings.embeddings_batch_wait_ms == 0

@@ -30,6 +30,34 @@ ensure_packages() {
   # throwaway server (the system service is not used); chromium: the API docs page
   # is checked in a real browser (scripts/check_docs_page.py).
   apt_install debootstrap postgresql python3-venv ca-certificates chromium
+  ensure_pgvector
+}
+
+ensure_pgvector() {
+  # The unit tests' PostgreSQL needs pgvector (backend migration 0003). Debian's package where
+  # this release has one (postgresql-N-pgvector); Debian 12 has none for its PostgreSQL 15, so
+  # there Debian 13's pgvector source package (fetched and verified by apt from the same
+  # mirror) is built against the installed server.
+  local version src mirror
+  version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -n1)
+  [[ -f /usr/share/postgresql/$version/extension/vector.control ]] && return 0
+  if apt-cache show "postgresql-$version-pgvector" >/dev/null 2>&1; then
+    apt_install "postgresql-$version-pgvector"; return 0
+  fi
+  apt_install "postgresql-server-dev-$version" build-essential
+  say "building pgvector for PostgreSQL $version from Debian 13's source package"
+  src=$(mktemp -d /var/tmp/pgvector.XXXXXX)
+  chmod 0755 "$src"  # apt-get source downloads as the _apt user
+  mirror=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)
+  [[ -n $mirror ]] || mirror=http://deb.debian.org/debian
+  mkdir -p "$src/lists/partial"
+  echo "deb-src $mirror trixie main" >"$src/sources.list"
+  local apt_opts=(-o "Dir::Etc::sourcelist=$src/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$src/lists")
+  as_root apt-get "${apt_opts[@]}" update -qq
+  (cd "$src" && as_root apt-get "${apt_opts[@]}" source -qq --download-only pgvector >/dev/null)
+  tar -C "$src" -xzf "$src"/pgvector_*.orig.tar.gz
+  as_root make -s -C "$src"/pgvector-*/ PG_CONFIG="/usr/lib/postgresql/$version/bin/pg_config" with_llvm=no install >/dev/null
+  as_root rm -rf "$src"
 }
 
 ensure_docker() {

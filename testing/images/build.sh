@@ -2,7 +2,7 @@
 # Build the local stand-in images the tests and the demo need, from Debian packages.
 #
 # No container registry is reachable from the build and test machines, so the images
-# that production pulls (python:3.11-slim, postgres) and the Debian 13 "target host"
+# that production pulls (python:3.11-slim, pgvector/pgvector:pg17) and the Debian 13 "target host"
 # are made here with debootstrap and `docker import`. Each image carries a label with
 # the hash of this recipe: an image that is already there and up to date is kept.
 #
@@ -17,7 +17,7 @@ recipe=$(cat "$here/build.sh" "$here/postgres-entrypoint.sh" | sha256sum | cut -
 
 HOST_IMAGE=${HOST_IMAGE:-nica-test/debian13-host:latest}
 PYTHON_IMAGE=${PYTHON_IMAGE:-nica-test/python:3.11-slim}
-POSTGRES_IMAGE=${POSTGRES_IMAGE:-nica-test/postgres:15}
+POSTGRES_IMAGE=${POSTGRES_IMAGE:-nica-test/postgres:17}
 NGINX_IMAGE=${NGINX_IMAGE:-nica-test/nginx:stable}
 
 log() { printf '[images] %s\n' "$*" >&2; }
@@ -73,7 +73,9 @@ build_python() {
 }
 
 build_postgres() {
-  bootstrap postgres bookworm postgresql
+  # As pgvector/pgvector:pg17: PostgreSQL 17 with pgvector. Debian 13 has both (Debian 12 has
+  # no pgvector package), so this one is built from trixie.
+  bootstrap postgres trixie postgresql-17,postgresql-17-pgvector
   local d="$work/postgres" bin
   # The official image runs postgres as uid/gid 999; keep that so secret files owned
   # by 999 on the host read the same way with either image.

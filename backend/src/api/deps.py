@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from anyio import CapacityLimiter
 from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 
+from src.embeddings.batching import Batchers
 from src.embeddings.registry import EmbeddingModels
 from src.settings import Settings
 
@@ -24,11 +24,11 @@ def get_embedding_models(request: Request) -> EmbeddingModels:
     return cast(EmbeddingModels, request.app.state.embedding_models)
 
 
-def get_encode_limiter(request: Request) -> CapacityLimiter:
-    return cast(CapacityLimiter, request.app.state.encode_limiter)
+def get_batchers(request: Request) -> Batchers:
+    return cast(Batchers, request.app.state.batchers)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 EmbeddingModelsDep = Annotated[EmbeddingModels, Depends(get_embedding_models)]
-EncodeLimiterDep = Annotated[CapacityLimiter, Depends(get_encode_limiter)]
+BatchersDep = Annotated[Batchers, Depends(get_batchers)]

@@ -1,7 +1,8 @@
 """POST /v1/documents (store a text with its embedding) and GET /v1/search (nearest ones).
 
-The embeddings are computed by the loaded encoders, in a worker thread, one at a time (as for
-POST /v1/embeddings); the database calls run in worker threads too.
+The text or query is embedded through the model's batcher (src.embeddings.batching), so it
+shares forward passes with concurrent POST /v1/embeddings and other searches; the database calls
+run in worker threads.
 """
 
 from __future__ import annotations
@@ -10,18 +11,17 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
-from anyio import CapacityLimiter
 from fastapi import APIRouter, Query
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from src.api.deps import EmbeddingModelsDep, EncodeLimiterDep, EngineDep, SettingsDep
+from src.api.deps import BatchersDep, EmbeddingModelsDep, EngineDep, SettingsDep
 from src.api.encoders import check_length, encoder_for, model_or_default
 from src.api.errors import ApiError, error_responses
 from src.api.schemas import DocumentCreate, DocumentStored, SearchHit, SearchResults
 from src.database.documents import Hit, Stored, collection_id, insert_document, search
 from src.database.session import error_reason
-from src.embeddings import Encoder
+from src.embeddings.batching import Batcher
 from src.embeddings.functional import F32
 from src.settings import Settings
 
@@ -48,7 +48,7 @@ async def create_document(
     models: EmbeddingModelsDep,
     settings: SettingsDep,
     engine: EngineDep,
-    limiter: EncodeLimiterDep,
+    batchers: BatchersDep,
 ) -> DocumentStored:
     """Store `text` in `collection` with its embedding by `model` (default: the first model of
     HF_MODEL_REPOS); GET /v1/search then finds it. The title defaults to the text's first line
@@ -64,7 +64,7 @@ async def create_document(
     title = body.title or body.text.strip().splitlines()[0].strip()[:DEFAULT_TITLE_CHARS]
     # The collection is checked before the (CPU-bound) encode, the row inserted after it.
     collection = await anyio.to_thread.run_sync(_collection, engine, settings, body.collection)
-    vector = await _embed(encoder, body.text, limiter)
+    vector = await _embed(batchers.of(encoder), body.text)
 
     def insert() -> Stored | None:
         with engine.begin() as connection:
@@ -112,7 +112,7 @@ async def search_documents(
     models: EmbeddingModelsDep,
     settings: SettingsDep,
     engine: EngineDep,
-    limiter: EncodeLimiterDep,
+    batchers: BatchersDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many documents.")] = 5,
     collection: Annotated[str | None, Query(description="Only this collection.")] = None,
     model: Annotated[str | None, Query(description="Default: first of HF_MODEL_REPOS.")] = None,
@@ -132,7 +132,7 @@ async def search_documents(
         collection_filter = await anyio.to_thread.run_sync(
             _collection, engine, settings, collection
         )
-    query = await _embed(encoder, q, limiter)
+    query = await _embed(batchers.of(encoder), q)
 
     def nearest() -> list[Hit]:
         with engine.connect() as connection:
@@ -142,8 +142,8 @@ async def search_documents(
     return SearchResults(data=[SearchHit(**hit._asdict()) for hit in hits], model=name)
 
 
-async def _embed(encoder: Encoder, text: str, limiter: CapacityLimiter) -> F32:
-    encoded = await anyio.to_thread.run_sync(encoder.encode, [text], limiter=limiter)
+async def _embed(batcher: Batcher, text: str) -> F32:
+    encoded = await batcher.embed([text])
     vector: F32 = encoded.vectors[0]
     return vector
 

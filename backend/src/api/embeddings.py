@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
-import anyio.to_thread
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
-from src.api.deps import EmbeddingModelsDep, EncodeLimiterDep, SettingsDep
+from src.api.deps import BatchersDep, EmbeddingModelsDep, SettingsDep
 from src.api.encoders import check_length, encoder_for
 from src.api.errors import ApiError, error_responses
 from src.api.schemas import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
+from src.embeddings import Encoded
+from src.embeddings.batching import Batcher
 from src.embeddings.functional import F32
 from src.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["embeddings"])
+# What the access log shows for a request whose client went away before its answer (as nginx).
+CLIENT_CLOSED = 499
 
 
 @router.post(
     "/embeddings",
     summary="Create embeddings",
+    response_model=EmbeddingList,
     responses=error_responses(
         {
             404: "the model is not loaded here; the message names those that are",
+            413: "the request body is larger than MAX_REQUEST_BODY_BYTES (4 MiB by default)",
             422: "an empty input, more inputs than EMBEDDINGS_MAX_INPUTS, an input longer than "
             "EMBEDDINGS_MAX_INPUT_CHARS characters, token ids, or dimensions other than the "
             "model's; the message names it, `param` is the field",
@@ -35,8 +41,9 @@ async def create_embeddings(
     body: EmbeddingRequest,
     models: EmbeddingModelsDep,
     settings: SettingsDep,
-    limiter: EncodeLimiterDep,
-) -> EmbeddingList:
+    batchers: BatchersDep,
+    request: Request,
+) -> EmbeddingList | Response:
     """Embed one text or a list of texts with a model of HF_MODEL_REPOS (OpenAI-compatible).
 
     `{"input": "text" | ["text", ...], "model": "<repo id>"}` answers
@@ -54,8 +61,10 @@ async def create_embeddings(
     texts = _texts(body.input, settings)
     encoder = encoder_for(models, body.model)
     _check_dimensions(body.dimensions, body.model, encoder.dimension)
-    # CPU-bound: in a worker thread, one request at a time (BLAS already uses every core).
-    encoded = await anyio.to_thread.run_sync(encoder.encode, texts, limiter=limiter)
+    # Concurrent requests share forward passes (src.embeddings.batching).
+    encoded = await _embed_while_connected(request, batchers.of(encoder), texts)
+    if encoded is None:
+        return Response(status_code=CLIENT_CLOSED)
     tokens = sum(encoded.token_counts)
     return EmbeddingList(
         data=[
@@ -65,6 +74,29 @@ async def create_embeddings(
         model=body.model,
         usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
     )
+
+
+async def _embed_while_connected(
+    request: Request, batcher: Batcher, texts: list[str]
+) -> Encoded | None:
+    """The texts' embeddings; None if the client disconnected first (its request then leaves
+    the batcher's queue, or its rows are dropped if their pass already runs)."""
+    work = asyncio.ensure_future(batcher.embed(texts))
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not work.done():
+            work.cancel()
+    return work.result() if work.done() and not work.cancelled() else None
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client is gone (the body has been read: the server's next message
+    is http.disconnect, sent when the connection closes)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _texts(value: str | list[str], settings: Settings) -> list[str]:

@@ -2,7 +2,9 @@
 
 Migration 0002 added the document embedding as nullable columns of `documents`: the vector
 (REAL[], L2-normalized) with the repo id and dimension of the model that computed it; all three
-are NULL until the document is embedded (ck_documents_embedding_complete).
+are NULL until the document is embedded (ck_documents_embedding_complete). Migration 0003 added
+`embedding_vector` (pgvector), which a trigger derives from `embedding` on every write: it is
+not mapped here, only search (src.database.documents) reads it, in SQL.
 """
 
 from __future__ import annotations

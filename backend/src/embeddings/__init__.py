@@ -12,7 +12,8 @@ The pipeline is the one sentence-transformers runs for such a model, read from t
 - `pooling`: the pooling of 1_Pooling/config.json, then L2 normalization if modules.json
   has a Normalize module;
 - `encoder`: the whole, `load(snapshot_dir) -> Encoder` and `Encoder.encode(texts)`;
-- `registry`: the models of HF_MODEL_REPOS, loaded once at start-up.
+- `registry`: the models of HF_MODEL_REPOS, loaded once at start-up;
+- `batching`: concurrent requests embedded in shared forward passes.
 """
 
 from src.embeddings.encoder import Encoded, Encoder, load

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from src.embeddings.bert import Bert, load_bert
 from src.embeddings.config import Pipeline, max_length, read_bert_config, read_pipeline
@@ -36,19 +36,33 @@ class Encoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> Encoded:
         """Embed the texts, batch_size at a time (inputs of similar length batched together)."""
-        if self._pipeline.do_lower_case:
-            texts = [text.lower() for text in texts]
-        encodings = tokenize(self._tokenizer, texts)
+        encodings = self.tokenize(texts)
         counts = [len(encoding.ids) for encoding in encodings]
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         # Longest first, as sentence-transformers does: each batch carries little padding.
-        order = sorted(range(len(texts)), key=lambda i: -counts[i])
+        order = longest_first(encodings)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = pad([encodings[i] for i in rows])
-            pooled = pool(self._bert(batch), batch.mask, self._pipeline.pooling_modes)
-            vectors[rows] = l2_normalize(pooled) if self._pipeline.normalize else pooled
+            vectors[rows] = self.forward([encodings[i] for i in rows])
         return Encoded(vectors, counts)
+
+    def tokenize(self, texts: Sequence[str]) -> list[Encoding]:
+        """The model's tokens of each text (lower-cased first if the model wants it)."""
+        if self._pipeline.do_lower_case:
+            texts = [text.lower() for text in texts]
+        return tokenize(self._tokenizer, texts)
+
+    def forward(self, encodings: Sequence[Encoding]) -> F32:
+        """One forward pass over the encodings padded together: [len(encodings), dimension]."""
+        batch = pad(encodings)
+        pooled = pool(self._bert(batch), batch.mask, self._pipeline.pooling_modes)
+        vectors: F32 = l2_normalize(pooled) if self._pipeline.normalize else pooled
+        return vectors
+
+
+def longest_first(encodings: Sequence[Encoding]) -> list[int]:
+    """Indices of the encodings, longest first (stable: equal lengths keep their order)."""
+    return sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
 
 
 def load(snapshot_dir: Path) -> Encoder:

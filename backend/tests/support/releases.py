@@ -9,8 +9,8 @@ from pathlib import Path
 from tests.support.runners import BACKEND_DIR
 
 NEXT_RELEASE_DIR = BACKEND_DIR.parent / "testing" / "next_release"
-COMPATIBLE = NEXT_RELEASE_DIR / "0003_next_release_compatible.py"
-INCOMPATIBLE = NEXT_RELEASE_DIR / "0004_next_release_incompatible.py"
+COMPATIBLE = NEXT_RELEASE_DIR / "0004_next_release_compatible.py"
+INCOMPATIBLE = NEXT_RELEASE_DIR / "0005_next_release_incompatible.py"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 

@@ -54,6 +54,30 @@ def guard_log(case: str) -> str:
     return ANSI_ESCAPE.sub("", (REPORTS / f"guard-{case}.log").read_text())
 
 
+TASK_HEADER = re.compile(r"^TASK \[(.+?)\]")
+TASK_STATUS = re.compile(r"^(ok|changed|skipping|failed|fatal): \[")
+
+
+def task_statuses(log: str) -> dict[str, list[str]]:
+    """Each task of an ansible-playbook output ("role : name") with the status line(s) it got."""
+    statuses: dict[str, list[str]] = {}
+    task = None
+    for line in ANSI_ESCAPE.sub("", log).splitlines():
+        if header := TASK_HEADER.match(line):
+            task = header.group(1)
+            statuses.setdefault(task, [])
+        elif task is not None and (status := TASK_STATUS.match(line)):
+            statuses[task].append(status.group(1))
+    return statuses
+
+
+def recap(log: str) -> dict[str, int]:
+    """The host's counters from an ansible-playbook output's PLAY RECAP line."""
+    lines = ANSI_ESCAPE.sub("", log).splitlines()
+    line = next(line for line in lines if re.match(r"^\S+\s+: ok=", line))
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+
+
 @pytest.fixture(scope="module")
 def guards() -> Any:
     """What side_effect_guard.yml recorded: exit codes, checksums, the serving container."""

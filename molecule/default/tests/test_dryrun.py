@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import REPORTS, report
+from conftest import REPORTS, recap, report
 
 CHECKS = ["check-setting", "check-code"]
 TAGS = [
@@ -25,12 +25,6 @@ def log(name: str) -> str:
 def said(name: str) -> str:
     """The run's output with its line wrapping undone (the yaml callback folds messages)."""
     return " ".join(log(name).replace("'", " ").split())
-
-
-def recap(text: str) -> dict[str, int]:
-    """The host's counters from the PLAY RECAP line."""
-    line = next(line for line in text.splitlines() if re.match(r"^\S+\s+: ok=", line))
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import CACHE_MOUNT, REPORTS, protector_name, report
+from conftest import CACHE_MOUNT, REPORTS, protector_name, recap, report, task_statuses
 
 
 def _protectors(status: str) -> list[str]:
@@ -25,8 +25,29 @@ def persist():
     return report("model-cache-persist.json")
 
 
+def _log(name: str) -> str:
+    return (REPORTS / name).read_text()
+
+
+def _changed(log: str, *tasks: str) -> dict[str, list[str]]:
+    """The statuses of these model_cache tasks in a run's output."""
+    statuses = task_statuses(_log(log))
+    return {task: statuses.get(f"model_cache : {task}", []) for task in tasks}
+
+
 def test_rotation_succeeded(rotation):
     assert rotation["rc"] == 0, "the rotation failed (build/reports/rotate-to-new.log)"
+    assert recap(_log("rotate-to-new.log"))["failed"] == 0
+    steps = _changed(
+        "rotate-to-new.log",
+        "Create a protector for the new key",
+        "Let the new key's protector unlock the cache too",
+        "Stop the previous key from unlocking the cache",
+        "Destroy the previous key's protector",
+    )
+    assert all(statuses == ["changed"] for statuses in steps.values()), (
+        f"each rotation step should have changed once: {steps}"
+    )
 
 
 def test_rotation_swapped_the_old_protector_for_the_new_one(rotation, cache_key, rotated_key):
@@ -50,11 +71,25 @@ def test_the_rotated_out_key_no_longer_unlocks(cache_key):
 
 
 def test_the_rotated_in_key_unlocked_after_the_reboot():
-    assert report("model-cache-redeploy.json")["rc"] == 0
+    assert report("model-cache-redeploy.json")["rc"] == 0, "see build/reports/reboot-redeploy.log"
+    steps = _changed("reboot-redeploy.log", "Unlock the cache directory with the key")
+    assert steps == {"Unlock the cache directory with the key": ["changed"]}, (
+        f"the run after the reboot did not unlock the cache with the rotated-in key: {steps}"
+    )
 
 
 def test_rotating_back_with_a_persisted_key_succeeded(persist):
     assert persist["rc"] == 0, "the rotation back failed (build/reports/rotate-back.log)"
+    steps = _changed(
+        "rotate-back.log",
+        "Let the new key's protector unlock the cache too",
+        "Destroy the previous key's protector",
+        "Write the persisted key",
+        "Unlock the cache at boot",
+    )
+    assert all(statuses == ["changed"] for statuses in steps.values()), (
+        f"the rotation back should have swapped the protectors and persisted the key: {steps}"
+    )
 
 
 def test_persisted_key_is_root_only_and_outside_the_cache(persist):
@@ -76,6 +111,22 @@ def test_boot_unlock_unit_unlocks_the_cache(persist):
     assert "Unlocked: Yes" in status.splitlines(), status
 
 
+def test_the_backend_serves_by_itself_after_the_boot_unit_unlocked(persist):
+    # The point of persisting the key: after a reboot, Docker starts the stack and it
+    # serves with no operator and no deploy.
+    back = persist["back_after_boot"]
+    assert back["readyz"] == 200, (
+        f"/readyz answered {back['readyz']} after {back['attempts']} tries, expected 200 "
+        "once the boot unit had unlocked the cache"
+    )
+    assert back["container_after"] == back["container_before"], (
+        "the serving container was replaced: something other than Docker's start brought it back"
+    )
+    assert back["restarts"] == 0, (
+        f"the backend was restarted {back['restarts']} times: it did not find the cache unlocked"
+    )
+
+
 LOGS = [
     "rotate-to-new.log",
     "reboot-redeploy.log",
@@ -84,6 +135,8 @@ LOGS = [
     "no-token-deploy.log",
     "guard-swap.log",
     "guard-data.log",
+    "guard-wrong-key.log",
+    "reboot-failed-unlock.log",
 ]
 
 

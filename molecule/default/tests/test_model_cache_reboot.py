@@ -4,7 +4,7 @@ import base64
 import json
 
 import pytest
-from conftest import CACHE_MARKER, report
+from conftest import CACHE_DIR, CACHE_MARKER, REPORTS, report, task_statuses
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,13 @@ def test_no_plaintext_copy_of_the_weights_on_the_host(reboot):
 def test_docker_refuses_to_start_the_backend_on_an_unmounted_cache(reboot):
     up = reboot["up_unmounted"]
     assert up["rc"] != 0, "the backend started although its cache was not mounted"
-    assert "no such file or directory" in up["stderr"], up["stderr"]
+    # Docker's own words: the hf-cache volume's bind source, the cache directory, is missing.
+    said = " ".join(up["stderr"].split())
+    expected = f"failed to mount local volume: mount {CACHE_DIR}:"
+    assert expected in said and said.endswith("no such file or directory"), (
+        f"expected Docker to refuse the hf-cache volume ({expected}... no such file or "
+        f"directory), got: {said[-400:]}"
+    )
 
 
 def test_docker_did_not_create_the_missing_directory(reboot):
@@ -70,6 +76,9 @@ def test_cache_is_locked_after_the_mount(reboot):
 def test_backend_refuses_to_serve_a_locked_cache(reboot):
     crashing = reboot["crashing"]
     assert crashing["restarts"] >= 2 and crashing["health"] != "healthy", crashing
+    assert crashing["status"] == "restarting", (
+        f"the backend should be in Docker's restart loop, it is {crashing['status']}"
+    )
     assert any(line.startswith("error: model cache locked") for line in crashing["logs"]), (
         f"no 'model cache locked' error in the backend's log: {crashing['logs']}"
     )
@@ -83,9 +92,40 @@ def test_readyz_says_the_model_cache_is_locked(reboot):
     assert answer["body"]["checks"]["models"].startswith("model cache locked"), answer
 
 
-def test_redeploy_brings_service_back(redeploy):
-    assert redeploy["rc"] == 0, "deploy.yml failed after the reboot (see reboot-redeploy.log)"
-    assert redeploy["readyz"] == 200
+def test_status_fails_naming_the_restarting_backend(reboot):
+    assert reboot["status_not_ready_rc"] != 0, "status.yml passed while the backend was not ready"
+    text = " ".join((REPORTS / "status-not-ready.log").read_text().split())
+    assert "The backend is not ready:" in text, text[-3000:]
+    assert "has restarted" in text and "last log line: error: model cache locked" in text, (
+        f"status.yml does not name the restarting backend and its cause: {text[-3000:]}"
+    )
+
+
+def test_the_key_tmpfs_is_removed_when_the_step_using_the_key_fails(reboot):
+    failed = reboot["failed_unlock"]
+    log = REPORTS / "reboot-failed-unlock.log"
+    unlock = task_statuses(log.read_text()).get(
+        "model_cache : Unlock the cache directory with the key"
+    )
+    assert failed["rc"] != 0, f"the run with a failing fscrypt unlock succeeded (see {log})"
+    assert unlock == ["fatal"], f"expected the unlock step to fail, it got {unlock}"
+    assert "fscrypt unlock refused by the test wrapper" in log.read_text()
+    assert (failed["tmpfs_mounted"], failed["tmpfs_dir_exists"]) == (False, False), (
+        f"after the failed step the key tmpfs is mounted: {failed['tmpfs_mounted']}, "
+        f"its mount point exists: {failed['tmpfs_dir_exists']}; expected neither"
+    )
+
+
+def test_the_model_cache_role_alone_brings_service_back(redeploy):
+    assert redeploy["rc"] == 0, (
+        "--tags model_cache failed after the reboot (see reboot-redeploy.log)"
+    )
+    assert redeploy["readyz"] == 200, (
+        f"/readyz answered {redeploy['readyz']} after {redeploy['attempts']} tries, expected 200"
+    )
+    assert redeploy["container_after"] == redeploy["container_before"], (
+        "the backend container was replaced: Docker's restart should have brought it back"
+    )
 
 
 def _model_files(listing):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import yaml
-from conftest import REPORTS
+from conftest import REPORTS, sha256
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,16 @@ def wrong_token():
 def test_rows_survive_compose_down_and_redeploy(psql):
     rows = psql("SELECT name FROM collections WHERE name = 'side-effect-marker'")
     assert rows == [["side-effect-marker"]], "the row written before `docker compose down` is gone"
+
+
+def test_compose_down_v_kept_both_volumes():
+    volumes = json.loads((REPORTS / "compose-down-volumes.json").read_text())
+    assert set(volumes["before"]) == {"hf-cache", "nica_pg-data"}, volumes
+    assert all(volumes["before"].values()), f"a volume was missing before: {volumes['before']}"
+    assert volumes["after"] == volumes["before"], (
+        f"docker compose down -v removed or recreated a volume: created {volumes['before']} "
+        f"before, {volumes['after']} after the redeploy"
+    )
 
 
 def test_cached_models_survive_without_a_download(host, hub_log, repo_ids):
@@ -72,6 +82,15 @@ def test_no_token_in_the_no_token_deploy_output(no_token_log, token):
     assert token not in no_token_log, "the real token appears in the no-token deploy's output"
 
 
+def test_the_wrong_token_searched_for_is_the_one_deployed(wrong_deploy, wrong_token):
+    # The checks below look for wrong-token.yml's token; the side effect recorded the
+    # hash of the token it deployed with.
+    assert sha256(wrong_token) == wrong_deploy["wrong_token_sha256"], (
+        "wrong-token.yml does not hold the token the failed deploy used"
+    )
+    assert wrong_token.startswith("hf_wrongToken"), "wrong-token.yml holds no wrong token"
+
+
 def test_no_token_in_verbose_diff_output(wrong_deploy_log, wrong_token, token):
     assert wrong_token not in wrong_deploy_log, (
         "the wrong token appears in ansible-playbook -vvv --diff output"
@@ -86,6 +105,10 @@ def test_failed_deploy_left_the_previous_release_serving(wrong_deploy):
     assert after["id"] == before["id"], "the serving container was replaced by a failed deploy"
     assert after["started"] == before["started"], (
         "the serving container was restarted by a failed deploy"
+    )
+    assert after["image"] == before["image"], (
+        f"the serving container runs {after['image']} after the failed deploys, "
+        f"expected {before['image']} as before"
     )
     assert wrong_deploy["readyz_after"] == 200, "the backend was not ready after the failed deploy"
 
@@ -110,6 +133,17 @@ def test_rollback_serves_the_previous_release():
     assert after["serving_image"] == first["image"], (
         f"serving {after['serving_image']}, expected the first release {first['image']}"
     )
+
+
+def test_status_after_the_rollback_reports_the_first_release_ready():
+    first = json.loads((REPORTS / "first-release.json").read_text())
+    after = json.loads((REPORTS / "after-rollback.json").read_text())
+    text = " ".join((REPORTS / "status-after-rollback.log").read_text().split())
+    assert after["status_rc"] == 0, f"status.yml failed after the rollback: {text[-3000:]}"
+    assert f"release: {first['release']} ({first['image']})" in text, (
+        f"status.yml does not report the first release {first['release']}: {text[-3000:]}"
+    )
+    assert "readyz: 200" in text and "record: matches what runs" in text, text[-3000:]
 
 
 def test_the_serving_and_previous_release_stay_on_the_host(sh, release):

@@ -24,11 +24,13 @@ def run() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def source() -> dict[str, str]:
     """SHA-256 of each file of the repo as the Hub serves it, by path."""
-    return {
+    files = {
         str(path.relative_to(SOURCE)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in SOURCE.rglob("*")
         if path.is_file()
     }
+    assert WEIGHTS in files and len(files) > 5, f"{SOURCE} holds only {sorted(files)}"
+    return files
 
 
 def snapshot_files(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -73,12 +75,16 @@ def test_the_killed_download_left_only_an_incomplete_blob(run, source):
         for path, entry in tree.items()
         if path.startswith("blobs/") and not path.endswith(".incomplete")
     }
+    assert blobs, f"no whole blob after the kill, nothing to check: {sorted(tree)}"
     unknown = {path for path, entry in blobs.items() if entry["sha256"] not in source.values()}
     assert not unknown, f"blobs that are no complete file of the repo: {sorted(unknown)}"
 
 
 def test_the_killed_snapshot_holds_no_weights_and_only_whole_files(run, source):
     files = snapshot_files(run["tree_killed"])
+    assert files, (
+        f"no file in the snapshot after the kill, nothing to check: {sorted(run['tree_killed'])}"
+    )
     assert WEIGHTS not in files, f"{WEIGHTS} is in the snapshot after the kill"
     wrong = {path for path, entry in files.items() if entry["sha256"] != source.get(path)}
     assert not wrong, f"snapshot files that differ from the Hub's: {sorted(wrong)}"
@@ -102,6 +108,9 @@ def test_the_next_deploy_completed_the_snapshot(run, source):
 
 
 def test_the_next_deploy_removed_the_partial_file(run):
+    assert any(path.startswith("blobs/") for path in run["tree_done"]), (
+        f"no blob in the cache after the second deploy: {sorted(run['tree_done'])}"
+    )
     leftovers = [path for path in run["tree_done"] if path.endswith(".incomplete")]
     assert leftovers == [], f"the killed run's partial file is still there: {leftovers}"
 
@@ -115,9 +124,20 @@ def retry_gets(run: dict[str, Any], hub_log: list[dict[str, Any]]) -> list[tuple
     ]
 
 
+def test_the_killed_deploy_was_downloading_the_weights(run, hub_log):
+    # The Hub's log from the first deploy's start to the kill: the weights were requested.
+    gets = [
+        record["path"].rsplit("/", 1)[1]
+        for record in hub_log[run["hub_log"]["start"] : run["hub_log"]["retry"]]
+        if record["method"] == "GET" and record["path"].startswith(f"/{run['repo']}/resolve/")
+    ]
+    assert WEIGHTS in gets, f"the killed deploy never asked the Hub for {WEIGHTS}: {gets}"
+
+
 def test_the_next_deploy_fetched_only_what_was_missing(run, hub_log):
     whole = set(snapshot_files(run["tree_killed"]))
     fetched = [path for path, status in retry_gets(run, hub_log) if status == 200]
+    assert whole and fetched, f"nothing to compare: whole before {whole}, fetched {fetched}"
     assert fetched.count(WEIGHTS) == 1, f"the weights were fetched {fetched.count(WEIGHTS)} times"
     again = sorted(whole & set(fetched))
     assert again == [], f"files already whole before the kill were fetched again: {again}"
@@ -138,5 +158,7 @@ def test_the_completed_model_gives_the_same_vectors(run):
 
 
 def test_no_partial_file_is_left_in_the_cache(sh, cache_dir):
+    blobs = sh(f"find {cache_dir}/hub -path '*/blobs/*' -type f").split()
+    assert len(blobs) > 5, f"the cache holds only {len(blobs)} blobs, nothing to check"
     leftovers = sh(f"find {cache_dir}/hub -name '*.incomplete'").split()
     assert leftovers == [], f"partial downloads left in the cache: {leftovers}"

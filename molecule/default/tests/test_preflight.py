@@ -15,8 +15,7 @@ def _failures(case: str) -> list[str]:
     [
         (
             "bad-repos",
-            "backend_hf_model_repos must be a list of 'org/name' or 'org/name@revision' "
-            'entries; got ["sentence-transformers/all-MiniLM-L6-v2", "not a repo id"].',
+            "backend_hf_model_repos: \"not a repo id\" is not 'org/name' or 'org/name@revision'",
         ),
         ("bad-port", "backend_publish_port must be a port number, 1-65535; got 70000."),
         ("bad-token", "backend_huggingface_token must be a single token with no spaces"),

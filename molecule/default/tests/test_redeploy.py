@@ -123,8 +123,8 @@ def test_the_orphaned_prepare_container_was_removed_and_the_deploy_converged(hos
 
 def test_the_database_was_backed_up_before_the_migration():
     backups = report("redeploy-migration.json")["backups"]
-    assert any(name.endswith("-0002-to-0003.dump") for name in backups), (
-        f"no backup taken before migrating 0002 to 0003: {backups}"
+    assert any(name.endswith("-0003-to-0004.dump") for name in backups), (
+        f"no backup taken before migrating 0003 to 0004: {backups}"
     )
 
 
@@ -134,7 +134,7 @@ def test_a_migration_that_is_not_backward_compatible_is_refused_without_the_opt_
     assert run["rc"] != 0, (
         "a release with a non-compatible migration was deployed without the opt-in"
     )
-    assert "migration 0004 is not backward compatible" in text, text[-3000:]
+    assert "migration 0005 is not backward compatible" in text, text[-3000:]
     assert "backend_allow_incompatible_migrations" in text, "the refusal does not name the opt-in"
     code_change = report("redeploy-code-change.json")
     assert run["after"] == code_change["after"], "the refused release changed what serves"
@@ -145,7 +145,7 @@ def test_the_rollback_across_the_migration_serves_the_previous_release_on_the_mi
     run = report("redeploy-rollback-migration.json")
     assert run["rc"] == 0, log("redeploy-rollback-migration.log")[-3000:]
     assert run["after"]["release"] == code_change["before"]["release"]
-    assert report("redeploy-migration.json")["schema_after_rollback"] == "0003", (
+    assert report("redeploy-migration.json")["schema_after_rollback"] == "0004", (
         "a rollback must not migrate the database down"
     )
 
@@ -160,8 +160,8 @@ def test_restore_refuses_to_run_without_a_named_backup():
 
 def test_restore_puts_the_database_back_and_is_health_checked():
     record = report("redeploy-migration.json")
-    assert record["restore_rc"]["before-0003"] == 0, log("restore-before-0003.log")[-3000:]
-    assert record["schema_after_restore"] == "0002", (
+    assert record["restore_rc"]["before-0004"] == 0, log("restore-before-0004.log")[-3000:]
+    assert record["schema_after_restore"] == "0003", (
         "the restored database is not the one backed up"
     )
     assert record["readyz_after_restore"] == 200

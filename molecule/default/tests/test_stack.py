@@ -1,8 +1,12 @@
 """The running stack: health, network exposure, database."""
 
+import ast
 import json
 
 import pytest
+from conftest import REPO
+
+MIGRATIONS = REPO / "backend" / "migrations" / "versions"
 
 
 @pytest.mark.parametrize("container", ["nica-postgres-1", "nica-proxy-1", "serving"])
@@ -32,12 +36,33 @@ def test_healthz_answers_200_from_the_host(http_get):
     assert (status, body) == (200, {"status": "ok"})
 
 
-def test_schema_is_at_the_migration_head(sh, psql, serving):
-    current = sh(f"docker exec {serving} python -m src.database.cli current").strip()
-    # "current: 0001 (head 0001)"
-    words = current.replace("(", "").replace(")", "").split()
-    assert words[0] == "current:" and words[1] == words[3], f"schema not at head: {current!r}"
-    assert psql("SELECT version_num FROM alembic_version") == [[words[3]]]
+def checkout_revisions() -> dict[str, str | None]:
+    """revision -> down_revision of each migration file in the checkout (what was deployed)."""
+    revisions: dict[str, str | None] = {}
+    for path in sorted(MIGRATIONS.glob("*.py")):
+        values = {}
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.AnnAssign | ast.Assign) and node.value is not None:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant):
+                        values[target.id] = node.value.value
+        assert "revision" in values, f"{path.name} sets no revision"
+        revisions[values["revision"]] = values.get("down_revision")
+    return revisions
+
+
+def test_schema_is_at_the_checkout_s_latest_migration(psql):
+    revisions = checkout_revisions()
+    heads = sorted(set(revisions) - set(revisions.values()))
+    assert len(revisions) >= 2 and len(heads) == 1, (
+        f"expected one chain of migrations in {MIGRATIONS}, got heads {heads} of {revisions}"
+    )
+    assert heads[0] == max(revisions), f"the chain ends at {heads[0]}, not at {max(revisions)}"
+    deployed = psql("SELECT version_num FROM alembic_version")
+    assert deployed == [[heads[0]]], (
+        f"the database is at {deployed}, expected the checkout's latest migration {heads[0]}"
+    )
 
 
 def test_seed_rows_are_present(psql):

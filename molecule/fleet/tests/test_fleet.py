@@ -123,7 +123,7 @@ def test_the_final_table_names_the_canary_failed_and_the_second_host_not_reached
 
 def test_the_release_with_a_migration_rolled_out_on_both_hosts():
     assert report("migration.json")["rc"] == 0, (
-        "the rollout of the release with migration 0003 failed"
+        "the rollout of the release with migration 0004 failed"
     )
     rows = table(log("migration.log"))
     assert {host: state for host, (_, state) in rows.items()} == {

@@ -1,0 +1,192 @@
+"""Dynamic batching: concurrent embedding requests share forward passes.
+
+One Batcher per loaded model, owned by the app (created on first use, closed at shutdown).
+A request's texts are tokenized in a worker thread, then queued. One task per model takes
+what is queued once the oldest queued request has waited `max_wait_s` for company (requests
+that queued during the previous pass have, and go at once) or `max_batch_tokens` tokens are
+queued; it runs the forward passes in a worker thread (under the app's limiter, so one pass
+runs at a time, whatever the model) and hands each request its own rows. Within a batch
+the texts are sorted by length and cut into passes of at most `max_batch_tokens` padded
+tokens (rows x longest), so short texts do not pay for long ones.
+
+- Results: each request gets its texts' vectors in its own order: those Encoder.encode()
+  gives for them alone, to float32 rounding (another batch sums in another order).
+- Errors: a failed pass is retried request by request, so only the request whose texts fail
+  gets the error.
+- Cancellation: a request cancelled while queued (its client went away) is dropped before its
+  batch is formed; one cancelled mid-pass just discards its rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+import numpy as np
+from anyio import CapacityLimiter
+from tokenizers import Encoding
+
+from src.embeddings.encoder import Encoded, Encoder, longest_first
+from src.embeddings.functional import F32
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_wait_s: float  # how long a lone request waits for others to join its batch
+    max_batch_tokens: int  # tokens per batch taken from the queue, and per forward pass
+
+
+@dataclass
+class _Job:
+    encodings: list[Encoding]
+    future: asyncio.Future[F32]
+    arrived: float  # the event loop's clock when it was queued
+    tokens: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = sum(len(encoding.ids) for encoding in self.encodings)
+
+
+class Batcher:
+    """Embeds requests of one encoder in shared forward passes (see the module doc)."""
+
+    def __init__(self, encoder: Encoder, limits: BatchLimits, limiter: CapacityLimiter) -> None:
+        self._encoder = encoder
+        self._limits = limits
+        self._limiter = limiter
+        self._queue: deque[_Job] = deque()
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def embed(self, texts: Sequence[str]) -> Encoded:
+        """The texts' vectors and token counts, as Encoder.encode() gives them."""
+        encodings = await anyio.to_thread.run_sync(self._encoder.tokenize, texts)
+        loop = asyncio.get_running_loop()
+        job = _Job(encodings, loop.create_future(), loop.time())
+        self._queue.append(job)
+        self._arrived.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="embeddings-batcher")
+        # Cancelling this await cancels the future: the worker skips or discards the job.
+        vectors = await job.future
+        return Encoded(vectors, [len(encoding.ids) for encoding in encodings])
+
+    async def close(self) -> None:
+        """Stop the worker; requests still queued get CancelledError."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._queue:
+            self._queue.popleft().future.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await self._arrived.wait()
+            await self._gather()
+            jobs = self._take()
+            if not self._queue:
+                self._arrived.clear()
+            if jobs:
+                await self._serve(jobs)
+
+    async def _gather(self) -> None:
+        """Wait until the oldest queued request has waited max_wait_s, or a batch's worth of
+        tokens is queued (requests queued during the previous pass have waited already)."""
+        loop = asyncio.get_running_loop()
+        while self._queue and self._queued_tokens() < self._limits.max_batch_tokens:
+            remaining = self._queue[0].arrived + self._limits.max_wait_s - loop.time()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def _queued_tokens(self) -> int:
+        return sum(job.tokens for job in self._queue if not job.future.done())
+
+    def _take(self) -> list[_Job]:
+        """Queued jobs in arrival order up to max_batch_tokens (at least one); cancelled ones
+        are dropped here."""
+        jobs: list[_Job] = []
+        tokens = 0
+        while self._queue:
+            job = self._queue[0]
+            if job.future.done():  # cancelled while queued: its slot goes to the next one
+                self._queue.popleft()
+                continue
+            if jobs and tokens + job.tokens > self._limits.max_batch_tokens:
+                break
+            jobs.append(self._queue.popleft())
+            tokens += job.tokens
+        return jobs
+
+    async def _serve(self, jobs: list[_Job]) -> None:
+        try:
+            results = await anyio.to_thread.run_sync(
+                self._forward_jobs, jobs, limiter=self._limiter
+            )
+        except Exception as error:
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(error)
+                return
+            # Retry one request at a time: only the request at fault gets the error.
+            for job in jobs:
+                if not job.future.done():
+                    await self._serve([job])
+            return
+        for job, vectors in zip(jobs, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(vectors)
+
+    def _forward_jobs(self, jobs: Sequence[_Job]) -> list[F32]:
+        """In a worker thread: the jobs' texts sorted by length, in passes of at most
+        max_batch_tokens padded tokens; each job's rows in its own order."""
+        encodings = [encoding for job in jobs for encoding in job.encodings]
+        vectors = np.zeros((len(encodings), self._encoder.dimension), dtype=np.float32)
+        for rows in passes(encodings, self._limits.max_batch_tokens):
+            vectors[rows] = self._encoder.forward([encodings[i] for i in rows])
+        results, start = [], 0
+        for job in jobs:
+            results.append(vectors[start : start + len(job.encodings)])
+            start += len(job.encodings)
+        return results
+
+
+def passes(encodings: Sequence[Encoding], max_tokens: int) -> list[list[int]]:
+    """Row indices per forward pass: longest first, each pass at most max_tokens padded tokens
+    (rows x its longest row), a text longer than that alone in its pass."""
+    result: list[list[int]] = []
+    for index in longest_first(encodings):
+        # Longest first: a pass's first row is its longest, so its padded size is rows x that.
+        if result and (len(result[-1]) + 1) * len(encodings[result[-1][0]].ids) <= max_tokens:
+            result[-1].append(index)
+        else:
+            result.append([index])
+    return result
+
+
+class Batchers:
+    """The app's batchers, one per encoder, made on first use (on the event loop)."""
+
+    def __init__(self, limits: BatchLimits, limiter: CapacityLimiter) -> None:
+        self._limits = limits
+        self._limiter = limiter
+        self._batchers: dict[Encoder, Batcher] = {}
+
+    def of(self, encoder: Encoder) -> Batcher:
+        batcher = self._batchers.get(encoder)
+        if batcher is None:
+            batcher = self._batchers[encoder] = Batcher(encoder, self._limits, self._limiter)
+        return batcher
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self._batchers.clear()
