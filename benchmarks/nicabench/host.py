@@ -26,17 +26,27 @@ def inventory() -> Path:
 def run(
     command: list[str], what: str, *, stdin: bytes | None = None, log: Path | None = None
 ) -> str:
-    """Run a command on this machine; its stdout, or HostError naming `what`."""
-    result = subprocess.run(command, input=stdin, capture_output=True, check=False)
-    out, err = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+    """Run a command on this machine; its stdout, or HostError naming `what` and its last lines.
+    With `log`, its output goes to that file as it runs (and '' is returned)."""
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(out + err)
-    if result.returncode != 0:
-        tail = " | ".join((out + err).strip().splitlines()[-4:])
-        where = f", log {log}" if log else ""
-        raise HostError(f"{what} exited {result.returncode}{where}: {tail}")
-    return out
+        with log.open("wb") as out:
+            code = subprocess.run(
+                command, input=stdin, stdout=out, stderr=subprocess.STDOUT, check=False
+            ).returncode
+        text = log.read_text(errors="replace") if code != 0 else ""
+        where = f", see {log}"
+    else:
+        result = subprocess.run(command, input=stdin, capture_output=True, check=False)
+        code, where = result.returncode, ""
+        text = result.stdout.decode(errors="replace")
+        if code == 0:
+            return text
+        text += result.stderr.decode(errors="replace")
+    if code != 0:
+        tail = " | ".join(text.strip().splitlines()[-4:])
+        raise HostError(f"{what} exited {code}{where}: {tail}")
+    return ""
 
 
 def in_host(host: str, script: str, what: str, *, stdin: bytes | None = None) -> str:
