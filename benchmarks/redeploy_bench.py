@@ -64,7 +64,7 @@ def next_release_checkout() -> Path:
         check=True,
     )
     (NEXT / "build").symlink_to(REPO / "build")
-    for migration in (REPO / "testing" / "next_release").glob("0003_*.py"):
+    for migration in (REPO / "testing" / "next_release").glob("0004_*.py"):
         (NEXT / "backend" / "migrations" / "versions" / migration.name).write_bytes(
             migration.read_bytes()
         )

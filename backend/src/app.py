@@ -27,8 +27,11 @@ logger = logging.getLogger(__name__)
 DB_CONNECT_TIMEOUT_S = 2
 
 
-def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load) -> FastAPI:
-    """The app; `load_encoder` turns a snapshot folder into an encoder (tests share one)."""
+def create_app(
+    settings: Settings, load_encoder: EncoderLoader = embeddings.load, forward_passes: int = 1
+) -> FastAPI:
+    """The app; `load_encoder` turns a snapshot folder into an encoder (tests share one);
+    `forward_passes` run at once (src.blas_threads.forward_passes)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,13 +42,13 @@ def create_app(settings: Settings, load_encoder: EncoderLoader = embeddings.load
         )
         # The encoders load from the local cache in a thread; /readyz says "loading" meanwhile.
         app.state.embedding_models = EmbeddingModels(settings.models)
-        # One forward pass at a time, whichever route or model asks: BLAS already uses every
-        # core the process may use (README, "Embeddings under load").
+        # At most `forward_passes` at once, whichever route or model asks: one per CPU the
+        # worker may use, each on one BLAS thread (README, "Embeddings under load").
         limits = BatchLimits(
             max_wait_s=settings.embeddings_batch_wait_ms / 1000,
             max_batch_tokens=settings.embeddings_max_batch_tokens,
         )
-        app.state.batchers = Batchers(limits, CapacityLimiter(1))
+        app.state.batchers = Batchers(limits, CapacityLimiter(forward_passes))
         if settings.models:
             # Then, in the same thread, embed the documents stored without an embedding.
             app.state.embedding_models.start_loading(

@@ -1,22 +1,26 @@
-"""How many threads BLAS may use: the container's CPU limit shared by the uvicorn workers.
+"""How the CPUs a process may use are split: concurrent forward passes, each on one BLAS thread.
 
-The rule (README, "Embeddings under load"): one forward pass runs at a time per process (the
-app's encode limiter), and BLAS spreads that pass over its threads, so a process should have as
-many BLAS threads as the CPUs it may use: the container's limit (cgroup v2 `cpu.max`, else
-the CPUs this process may run on) divided by the uvicorn workers (UVICORN_WORKERS). OpenBLAS
-would otherwise start one thread per CPU of the *host*, so a 2-CPU container on a 16-core host
-runs 16 threads on 2 CPUs' time.
+The rule (README, "Embeddings under load"): each uvicorn worker gets the container's CPU limit
+(cgroup v2 `cpu.max`, else the CPUs this process may run on) divided by the workers
+(UVICORN_WORKERS), and runs that many forward passes at once (the app's encode limiter), each
+on one BLAS thread. Not one pass on that many BLAS threads: OpenBLAS's threads meet at a
+barrier after every small matrix product, so when anything else wants the CPU (the proxy,
+PostgreSQL, a client on the same host) one descheduled thread stalls the pass; measured on a
+busy 2-CPU host, one sentence took 250 ms on 2 BLAS threads against 15-30 ms on one, and two
+passes of 8 on one thread each gave 76-90 sentences/s against 13-14 for one pass of 16 on two.
+OpenBLAS would otherwise also start one thread per CPU of the *host*.
 
-`configure()` sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS where they are
-unset; it must run before NumPy is first imported (src.main calls it first). Set any of them
-to override the rule.
+`configure()` sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS to 1 where they
+are unset; it must run before NumPy is first imported (src.main calls it first). Set
+OPENBLAS_NUM_THREADS to give each pass more threads: `forward_passes()` then divides the
+worker's CPUs by it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -35,18 +39,26 @@ def cpu_limit(cpu_max: Path = CPU_MAX) -> int:
     return max(1, min(available, math.ceil(int(quota) / int(period))))
 
 
-def threads_per_worker(cpus: int, workers: str | None) -> int:
+def cpus_per_worker(cpus: int, workers: str | None) -> int:
     count = int(workers) if workers and workers.isdigit() and int(workers) > 0 else 1
     return max(1, cpus // count)
 
 
-def configure(
-    environ: MutableMapping[str, str] | None = None, cpu_max: Path = CPU_MAX
-) -> int:
-    """Set the BLAS thread variables that are unset; returns OPENBLAS_NUM_THREADS then."""
+def configure(environ: MutableMapping[str, str] | None = None) -> int:
+    """Set the BLAS thread variables that are unset (to 1); returns OPENBLAS_NUM_THREADS."""
     env = os.environ if environ is None else environ
-    threads = threads_per_worker(cpu_limit(cpu_max), env.get("UVICORN_WORKERS"))
     for variable in VARIABLES:
-        env.setdefault(variable, str(threads))
-    value = env[VARIABLES[0]]
-    return int(value) if value.isdigit() else threads
+        env.setdefault(variable, "1")
+    return _threads(env)
+
+
+def forward_passes(environ: Mapping[str, str] | None = None, cpu_max: Path = CPU_MAX) -> int:
+    """How many forward passes a worker runs at once: its CPUs over each pass's BLAS threads."""
+    env = os.environ if environ is None else environ
+    cpus = cpus_per_worker(cpu_limit(cpu_max), env.get("UVICORN_WORKERS"))
+    return max(1, cpus // _threads(env))
+
+
+def _threads(env: Mapping[str, str]) -> int:
+    value = env.get(VARIABLES[0], "1")
+    return int(value) if value.isdigit() and int(value) > 0 else 1

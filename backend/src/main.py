@@ -13,6 +13,7 @@ from src import blas_threads
 
 # Before NumPy is imported (by src.app): BLAS reads its thread count once, at load.
 BLAS_THREADS = blas_threads.configure()
+FORWARD_PASSES = blas_threads.forward_passes()
 
 from src.app import create_app  # noqa: E402
 from src.settings import ConfigError, Settings  # noqa: E402
@@ -30,5 +31,7 @@ def _load_settings() -> Settings:
 
 logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 settings = _load_settings()
-logging.getLogger(__name__).info("startup: %d BLAS thread(s) per worker", BLAS_THREADS)
-app = create_app(settings)
+logging.getLogger(__name__).info(
+    "startup: %d forward pass(es) at once, %d BLAS thread(s) each", FORWARD_PASSES, BLAS_THREADS
+)
+app = create_app(settings, forward_passes=FORWARD_PASSES)

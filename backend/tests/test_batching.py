@@ -172,6 +172,42 @@ def test_passes_hold_at_most_max_tokens_padded_and_group_by_length(
     assert short_tokens * 4 <= 2 * long_tokens
 
 
+def passes_running_together(slots: int, minilm_encoder: Encoder) -> int:
+    """Two requests, the second queued while the first one's pass is held: how many passes
+    were running at once before the hold was lifted."""
+    hold = threading.Event()
+    spy = SpyEncoder(minilm_encoder, hold)
+    batcher = Batcher(spy, limits(wait_s=0), CapacityLimiter(slots))
+
+    async def run() -> int:
+        first = asyncio.create_task(batcher.embed(["the first request"]))
+        while not spy.started.is_set():
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(batcher.embed(["the second request"]))
+        deadline = time.monotonic() + 2
+        while len(spy.seen) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        running = len(spy.seen)
+        hold.set()
+        await asyncio.gather(first, second)
+        await batcher.close()
+        return running
+
+    return asyncio.run(run())
+
+
+def test_batches_run_at_once_up_to_the_limiters_slots(minilm_encoder: Encoder) -> None:
+    assert passes_running_together(2, minilm_encoder) == 2, (
+        "with two slots, the second request's batch should run while the first is held"
+    )
+
+
+def test_with_one_slot_the_next_batch_waits_for_the_pass(minilm_encoder: Encoder) -> None:
+    assert passes_running_together(1, minilm_encoder) == 1, (
+        "with one slot, the second request's batch should wait for the held pass"
+    )
+
+
 def test_a_request_cancelled_while_queued_is_never_encoded(minilm_encoder: Encoder) -> None:
     hold = threading.Event()
     spy = SpyEncoder(minilm_encoder, hold)

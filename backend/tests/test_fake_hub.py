@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import subprocess
@@ -12,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_hub import FAKE_HUB, PRIVATE_REPO, PUBLIC_REPO, READY_PREFIX, FakeHub
+from tests.support.fake_hub import (
+    FAKE_HUB,
+    PRIVATE_REPO,
+    PUBLIC_REPO,
+    READY_PREFIX,
+    FakeHub,
+    running_fake_hub,
+)
 
 
 def fetch(
@@ -66,6 +74,29 @@ def test_commit_resolves_like_main(fake_hub: FakeHub) -> None:
     commit = fake_hub.commit_of(PUBLIC_REPO)
     status, _, body = fetch(f"{fake_hub.url}/api/models/{PUBLIC_REPO}/revision/{commit}")
     assert (status, json.loads(body)["sha"]) == (200, commit)
+
+
+def test_a_request_is_logged_when_its_body_starts_not_when_it_ends(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    # Molecule's interrupted-prefetch test kills a client mid-body and then restarts the
+    # hub: the record of that GET must already be in the log by then.
+    with running_fake_hub(model_dir, tmp_path, options=["--throttle", "100000"]) as hub:
+        mark = hub.log_mark()
+        host, port = hub.url.removeprefix("http://").rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            connection.request("GET", f"/{PUBLIC_REPO}/resolve/main/model.safetensors")
+            response = connection.getresponse()
+            assert response.status == 200
+            assert len(response.read(1024)) == 1024  # the body has begun; ~90 MB to go
+            logged = [
+                (record["method"], record["path"].rsplit("/", 1)[1], record["status"])
+                for record in hub.requests_since(mark)
+            ]
+        finally:
+            connection.close()
+    assert logged == [("GET", "model.safetensors", 200)]
 
 
 def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:

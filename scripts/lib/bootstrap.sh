@@ -49,7 +49,7 @@ ensure_pgvector() {
   src=$(mktemp -d /var/tmp/pgvector.XXXXXX)
   chmod 0755 "$src"  # apt-get source downloads as the _apt user
   mirror=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v -- '-security' | head -n1 || true)
-  [[ -n $mirror ]] || mirror=http://deb.debian.org/debian
+  [[ -n $mirror ]] || die "no Debian mirror in /etc/apt/sources.list.d/*.sources (URIs:) to fetch pgvector's source from; install postgresql-$version-pgvector or pgvector for PostgreSQL $version by hand"
   mkdir -p "$src/lists/partial"
   echo "deb-src $mirror trixie main" >"$src/sources.list"
   local apt_opts=(-o "Dir::Etc::sourcelist=$src/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$src/lists")

@@ -268,6 +268,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
     _status = 0
     _auth = "none"
+    _logged = False
 
     # ---- plumbing
 
@@ -275,8 +276,17 @@ class HubHandler(BaseHTTPRequestHandler):
         """Silence the default stderr access log: the JSON request log replaces it."""
 
     def send_response(self, code: int, message: str | None = None) -> None:
+        # Logged when the status line goes out, not when the body ends: a client killed
+        # mid-body (a SIGKILLed container whose FIN never left) can hold this thread for
+        # minutes, and a restart in between would lose the record of what it asked for.
         self._status = code
+        self._log_once()
         super().send_response(code, message)
+
+    def _log_once(self) -> None:
+        if not self._logged:
+            self._logged = True
+            self.server.log.write(self.command, self.path, self._status, self._auth)
 
     def do_GET(self) -> None:
         self._handle(head=False)
@@ -285,23 +295,25 @@ class HubHandler(BaseHTTPRequestHandler):
         self._handle(head=True)
 
     def _other_method(self) -> None:
+        self._logged = False
         self._auth = self._authenticate()
         try:
             self._send_error(HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed", head=False)
         finally:
-            self.server.log.write(self.command, self.path, self._status, self._auth)
+            self._log_once()
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _other_method  # noqa: N815
 
     def _handle(self, head: bool) -> None:
         self._status = 0
+        self._logged = False
         self._auth = self._authenticate()
         try:
             self._route(head)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            self.server.log.write(self.command, self.path, self._status, self._auth)
+            self._log_once()  # a request that got no response at all (status 0)
 
     def _authenticate(self) -> str:
         header = self.headers.get("Authorization")

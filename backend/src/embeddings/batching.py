@@ -3,11 +3,13 @@
 One Batcher per loaded model, owned by the app (created on first use, closed at shutdown).
 A request's texts are tokenized in a worker thread, then queued. One task per model takes
 what is queued once the oldest queued request has waited `max_wait_s` for company (requests
-that queued during the previous pass have, and go at once) or `max_batch_tokens` tokens are
-queued; it runs the forward passes in a worker thread (under the app's limiter, so one pass
-runs at a time, whatever the model) and hands each request its own rows. Within a batch
-the texts are sorted by length and cut into passes of at most `max_batch_tokens` padded
-tokens (rows x longest), so short texts do not pay for long ones.
+that queued during a busy spell have, and go at once) or `max_batch_tokens` tokens are
+queued, and once the app's limiter has a free slot: as many batches run at once as it has
+slots, whatever the model (src.blas_threads: one per CPU, each pass on one BLAS thread),
+and while every slot is busy the queue keeps growing into the next batch. Each batch's
+passes run in a worker thread, each request getting its own rows. Within a batch the texts
+are sorted by length and cut into passes of at most `max_batch_tokens` padded tokens
+(rows x longest), so short texts do not pay for long ones.
 
 - Results: each request gets its texts' vectors in its own order: those Encoder.encode()
   gives for them alone, to float32 rounding (another batch sums in another order).
@@ -61,6 +63,7 @@ class Batcher:
         self._queue: deque[_Job] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()  # running, each holding a limiter slot
 
     async def embed(self, texts: Sequence[str]) -> Encoded:
         """The texts' vectors and token counts, as Encoder.encode() gives them."""
@@ -82,6 +85,10 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for batch in list(self._batches):  # a pass in a thread finishes; its rows are dropped
+            batch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await batch
         while self._queue:
             self._queue.popleft().future.cancel()
 
@@ -89,11 +96,24 @@ class Batcher:
         while True:
             await self._arrived.wait()
             await self._gather()
+            # A free slot first: while every slot is busy, requests keep joining the queue.
+            slot = object()
+            await self._limiter.acquire_on_behalf_of(slot)
             jobs = self._take()
             if not self._queue:
                 self._arrived.clear()
-            if jobs:
-                await self._serve(jobs)
+            if not jobs:
+                self._limiter.release_on_behalf_of(slot)
+                continue
+            batch = asyncio.create_task(self._serve_in_slot(jobs, slot), name="embeddings-batch")
+            self._batches.add(batch)
+            batch.add_done_callback(self._batches.discard)
+
+    async def _serve_in_slot(self, jobs: list[_Job], slot: object) -> None:
+        try:
+            await self._serve(jobs)
+        finally:
+            self._limiter.release_on_behalf_of(slot)
 
     async def _gather(self) -> None:
         """Wait until the oldest queued request has waited max_wait_s, or a batch's worth of
@@ -128,9 +148,8 @@ class Batcher:
 
     async def _serve(self, jobs: list[_Job]) -> None:
         try:
-            results = await anyio.to_thread.run_sync(
-                self._forward_jobs, jobs, limiter=self._limiter
-            )
+            # The batch holds a slot of the app's limiter already (see _run).
+            results = await anyio.to_thread.run_sync(self._forward_jobs, jobs)
         except Exception as error:
             if len(jobs) == 1:
                 if not jobs[0].future.done():
