@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import corpus, deploy, embeddings, host, prefetch, report, search
+from . import corpus, deploy, embeddings, fleet, host, prefetch, report, search
 from .options import REPO, Options, parse_or_exit
 
 DOCUMENT_SENTENCES = 400  # the real sentences the search rows derive from
@@ -53,6 +53,7 @@ def run(options: Options) -> tuple[dict[str, Any], dict[str, str]]:
         "prefetch": lambda: prefetch.measure(options),
         "embeddings": lambda: embeddings.measure(options, load, logs),
         "search": lambda: search.measure(options, documents, queries),
+        "fleet": lambda: fleet.measure(logs),
     }
     for section in options.sections:
         started = time.monotonic()

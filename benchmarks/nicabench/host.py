@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from .options import REPO
@@ -24,20 +25,26 @@ def inventory() -> Path:
 
 
 def run(
-    command: list[str], what: str, *, stdin: bytes | None = None, log: Path | None = None
+    command: list[str],
+    what: str,
+    *,
+    stdin: bytes | None = None,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Run a command on this machine; its stdout, or HostError naming `what` and its last lines.
-    With `log`, its output goes to that file as it runs (and '' is returned)."""
+    With `log`, its output goes to that file as it runs (and '' is returned); `env` replaces
+    the environment."""
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:
             code = subprocess.run(
-                command, input=stdin, stdout=out, stderr=subprocess.STDOUT, check=False
+                command, input=stdin, stdout=out, stderr=subprocess.STDOUT, check=False, env=env
             ).returncode
         text = log.read_text(errors="replace") if code != 0 else ""
         where = f", see {log}"
     else:
-        result = subprocess.run(command, input=stdin, capture_output=True, check=False)
+        result = subprocess.run(command, input=stdin, capture_output=True, check=False, env=env)
         code, where = result.returncode, ""
         text = result.stdout.decode(errors="replace")
         if code == 0:

@@ -132,12 +132,34 @@ def _search_rows(search: Mapping[str, Any]) -> list[Row]:
     return rows
 
 
+def _fleet_rows(fleet: Mapping[str, Any]) -> list[Row]:
+    """The fleet's deploys, the one-host deploy on the same hosts as the anchor."""
+    names = (
+        ("cold", "cold deploy, 2 backend hosts + database host"),
+        ("code_change", "code-change redeploy, 2 backend hosts"),
+    )
+    rows = []
+    for key, name in names:
+        ours, anchor = fleet.get(f"fleet_{key}_s"), fleet.get(f"one_host_{key}_s")
+        rows.append(
+            Row(
+                "fleet",
+                name,
+                number(ours, 1, "s"),
+                f"one host: {number(anchor, 1, 's')}",
+                times(ours / anchor) if ours and anchor else "-",
+            )
+        )
+    return rows
+
+
 SECTION_ROWS = {
     "deploy": _deploy_rows,
     "image": _image_rows,
     "prefetch": _prefetch_rows,
     "embeddings": _embeddings_rows,
     "search": _search_rows,
+    "fleet": _fleet_rows,
 }
 
 

@@ -120,3 +120,23 @@ def test_json_holds_the_same_figures_with_nan_as_null(tmp_path: Path) -> None:
     assert written["extra"]["p95_ms"] is None, "NaN is not JSON: written as null"
     assert rows(written) == rows(RESULTS), "the table made from the file is the printed one"
     assert not list(path.parent.glob("*.tmp")), "written atomically, no leftover"
+
+
+def test_fleet_rows_put_the_one_host_deploy_beside_as_the_anchor() -> None:
+    fleet = {
+        "one_host_cold_s": 150.0,
+        "one_host_code_change_s": 60.0,
+        "fleet_cold_s": 180.0,
+        "fleet_code_change_s": 90.0,
+    }
+    table = {r.measure: tuple(r) for r in rows({"fleet": fleet})}
+    assert table["cold deploy, 2 backend hosts + database host"][2:] == (
+        "180.0 s",
+        "one host: 150.0 s",
+        "1.20x",
+    )
+    assert table["code-change redeploy, 2 backend hosts"][2:] == (
+        "90.0 s",
+        "one host: 60.0 s",
+        "1.50x",
+    )
