@@ -218,3 +218,54 @@ def test_the_backend_hosts_publish_no_database_port():
         with socket.socket() as probe:
             probe.settimeout(3)
             assert probe.connect_ex((ADDRESS[host], 5432)) != 0, f"{host} answers on 5432"
+
+
+# --- the operator's playbooks on a fleet ---------------------------------------------------
+
+
+def flat(text: str) -> str:
+    """One line, runs of whitespace as one space (Ansible wraps long message lines)."""
+    return " ".join(text.split())
+
+
+def test_status_passes_and_reports_the_database_host():
+    assert report("operations.json")["status_rc"] == 0, "status.yml failed on a healthy fleet"
+    reports = results_by_host(log("status.log"), "Report the database host's status")
+    text = flat(reports.get(DATABASE, ""))
+    assert "postgres: running/healthy" in text, (
+        f"no healthy PostgreSQL in {DATABASE}'s report: {text}"
+    )
+    assert "accepting connections" in text, f"pg_isready's answer missing: {text}"
+
+
+def test_status_on_a_backend_host_points_to_the_database_host():
+    reports = results_by_host(log("status.log"), "Report the status")
+    for host in (CANARY, SECOND):
+        text = flat(reports.get(host, ""))
+        containers = text.split("containers:", 1)[-1].split("backups:", 1)[0]
+        assert "backend-" in containers and "postgres" not in containers, (
+            f"{host}'s containers should be its slots and proxy only: {containers}"
+        )
+        assert f"backups: on {DATABASE}" in text, f"{host}'s report: {text}"
+
+
+def test_backup_dumps_the_shared_database_on_the_database_host():
+    runs = report("operations.json")
+    assert runs["backup_rc"] == 0, (
+        "backup.yml failed on the fleet, see build/reports/fleet/backup.log"
+    )
+    new = sorted(set(runs["backups_after"]) - set(runs["backups_before"]))
+    assert len(new) == 1 and new[0].endswith("-manual.dump"), (
+        f"expected one new manual dump on {DATABASE}, got {new}"
+    )
+
+
+def test_restore_refuses_a_fleet_naming_the_database_host():
+    assert report("operations.json")["restore_rc"] != 0, "restore.yml ran on a fleet"
+    refusals = results_by_host(log("restore.log"), "Refuse a fleet or an external database")
+    texts = [flat(text) for text in refusals.values()]
+    assert texts and all(
+        "restores the database of a one-host stack" in text
+        and f"on {DATABASE}, shared by every backend host" in text
+        for text in texts
+    ), f"expected the refusal naming {DATABASE} on every backend host: {texts}"
