@@ -167,6 +167,39 @@ def test_the_second_host_built_no_image():
     )
 
 
+# --- how the image travelled: an archive at converge, the registry for the next release -----
+
+REGISTRY = "10.99.83.20:5000"  # Debian's docker-registry on the database host (prepare.yml)
+IMAGE_CACHE = REPO / "build" / "image-cache"  # backend_image_cache_dir's default
+
+
+def archive_of(image: str) -> Path:
+    """The controller's cached archive of `image` (roles/backend/tasks/ship.yml names it)."""
+    return IMAGE_CACHE / f"{image.replace('/', '_').replace(':', '_')}-x86_64.tar"
+
+
+def test_the_converged_release_came_to_the_second_host_as_an_archive():
+    converged = report("converged.json")
+    ids, image = converged["ids"], converged["images"][CANARY]
+    assert ids[CANARY] and ids[CANARY] == ids[SECOND], (
+        f"one image ID expected after converge: {ids}"
+    )
+    assert converged["images"][SECOND] == image, converged["images"]
+    assert archive_of(image).is_file(), f"no archive of {image} in {IMAGE_CACHE}"
+
+
+def test_the_next_release_came_to_the_second_host_through_the_registry():
+    image = record(CANARY)["image"]
+    name, tag = image.rsplit(":", 1)
+    url = f"http://{REGISTRY}/v2/{name}/tags/list"  # the fleet's own registry
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        tags = json.loads(answer.read())["tags"]
+    assert tag in tags, f"{image} is not in the registry, which holds {name}: {tags}"
+    digests = on(SECOND, "docker", "image", "inspect", "-f", "{{json .RepoDigests}}", image).stdout
+    assert f"{REGISTRY}/{name}@sha256:" in digests, f"{SECOND} did not pull {image}: {digests}"
+    assert not archive_of(image).exists(), f"{image} also went through the controller"
+
+
 # --- one shared database -------------------------------------------------------------------
 
 
