@@ -8,6 +8,7 @@ the logs and records side_effect.yml left in build/reports/fleet/.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[3]
+SCENARIO = REPO / "molecule" / "fleet"
 REPORTS = REPO / "build" / "reports" / "fleet"
 CANARY, SECOND, DATABASE = "nica-fleet-web-1", "nica-fleet-web-2", "nica-fleet-db"
 ADDRESS = {CANARY: "10.99.83.11", SECOND: "10.99.83.12", DATABASE: "10.99.83.20"}
@@ -191,8 +194,15 @@ def test_the_converged_release_came_to_the_second_host_as_an_archive():
 def test_the_next_release_came_to_the_second_host_through_the_registry():
     image = record(CANARY)["image"]
     name, tag = image.rsplit(":", 1)
-    url = f"http://{REGISTRY}/v2/{name}/tags/list"  # the fleet's own registry
-    with urllib.request.urlopen(url, timeout=10) as answer:
+    login = yaml.safe_load((SCENARIO / "inventory" / "host_vars" / f"{SECOND}.yml").read_text())
+    credentials = (
+        f"{login['backend_image_registry_username']}:{login['backend_image_registry_password']}"
+    )
+    request = urllib.request.Request(
+        f"http://{REGISTRY}/v2/{name}/tags/list"
+    )  # the fleet's own registry
+    request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310  # the fleet's own registry
         tags = json.loads(answer.read())["tags"]
     assert tag in tags, f"{image} is not in the registry, which holds {name}: {tags}"
     digests = on(SECOND, "docker", "image", "inspect", "-f", "{{json .RepoDigests}}", image).stdout
