@@ -195,14 +195,14 @@ def test_the_next_release_came_to_the_second_host_through_the_registry():
     image = record(CANARY)["image"]
     name, tag = image.rsplit(":", 1)
     login = yaml.safe_load((SCENARIO / "inventory" / "host_vars" / f"{SECOND}.yml").read_text())
-    credentials = (
-        f"{login['backend_image_registry_username']}:{login['backend_image_registry_password']}"
+    user, password = (
+        login["backend_image_registry_username"],
+        login["backend_image_registry_password"],
     )
-    request = urllib.request.Request(
-        f"http://{REGISTRY}/v2/{name}/tags/list"
-    )  # the fleet's own registry
-    request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310  # the fleet's own registry
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    url = f"http://{REGISTRY}/v2/{name}/tags/list"  # the fleet's own registry
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {basic}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
         tags = json.loads(answer.read())["tags"]
     assert tag in tags, f"{image} is not in the registry, which holds {name}: {tags}"
     digests = on(SECOND, "docker", "image", "inspect", "-f", "{{json .RepoDigests}}", image).stdout
