@@ -250,7 +250,6 @@ class TestSet:
     documents: list[str]
     queries: list[str]
     document_vectors: F32  # [documents, dimension], row i the embedding of documents[i]
-    query_vectors: F32
 
 
 IRREGULAR = {
@@ -291,8 +290,13 @@ def _slots(rng: random.Random) -> dict[str, str]:
 def generate(documents: int, queries: int, seed: int) -> tuple[list[str], list[str]]:
     """`documents` distinct sentences and `queries` distinct other ones (half paraphrase-like,
     half unrelated questions), the same for the same arguments."""
+    questions = [f"{stem} {task}?" for stem in QUESTION_STEMS for task in QUESTION_TASKS]
     if documents < 1 or queries < 2:
         raise ValueError(f"need at least 1 document and 2 queries, not {documents}, {queries}")
+    if queries > 2 * len(questions) or queries // 2 > documents:
+        raise ValueError(
+            f"at most {2 * len(questions)} queries and twice the documents, not {queries}"
+        )
     rng = random.Random(seed)  # noqa: S311 - a repeatable data set, not a secret
     texts: dict[str, dict[str, str]] = {}
     attempts = 0
@@ -304,17 +308,17 @@ def generate(documents: int, queries: int, seed: int) -> tuple[list[str], list[s
         texts.setdefault(rng.choice(FORMS).format(**slots), slots)
     ordered = list(texts)
     found: dict[str, None] = {}
+    attempts = 0
     while len(found) < queries // 2:
+        attempts += 1
+        if attempts > queries * 20:
+            raise ValueError(f"{documents} documents give fewer than {queries // 2} paraphrases")
         slots = texts[ordered[rng.randrange(len(ordered))]]
         text = PARAPHRASE.format(**slots, gerund=_gerund(slots["action"]))
         if text not in texts:
             found.setdefault(text)
-    questions = [f"{stem} {task}?" for stem in QUESTION_STEMS for task in QUESTION_TASKS]
     rng.shuffle(questions)
-    unrelated = queries - len(found)
-    if unrelated > len(questions):
-        raise ValueError(f"at most {2 * len(questions)} queries, not {queries}")
-    return ordered, list(found) + questions[:unrelated]
+    return ordered, list(found) + questions[: queries - len(found)]
 
 
 def weights_digest(model_dir: Path) -> str:
@@ -343,10 +347,10 @@ def embed_all(embed: Embed, texts: Sequence[str], what: str) -> F32:
 
 
 def load_or_make(recipe: Recipe, queries: int, cache_dir: Path, embed: Embed) -> TestSet:
-    """The test set of `recipe` with `queries` queries. The documents' vectors come from
+    """The test set of `recipe` with `queries` query texts. The documents' vectors come from
     cache_dir/search-<key>.npy if it is there, else they are embedded and written there
-    (atomically, with the recipe beside it as JSON); the queries are embedded every time
-    (a few seconds)."""
+    (atomically, with the recipe beside it as JSON). The queries are left to the caller to
+    embed (a few seconds): the benchmark has the deployed backend do it, as /v1/search does."""
     documents, query_texts = generate(recipe.documents, queries, recipe.seed)
     path = cache_dir / f"search-{recipe.key()}.npy"
     vectors = np.load(path) if path.is_file() else None
@@ -357,7 +361,7 @@ def load_or_make(recipe: Recipe, queries: int, cache_dir: Path, embed: Embed) ->
         np.save(partial, vectors)
         partial.replace(path)
         path.with_suffix(".json").write_text(json.dumps(asdict(recipe), indent=2) + "\n")
-    return TestSet(documents, query_texts, vectors, embed_all(embed, query_texts, "queries"))
+    return TestSet(documents, query_texts, vectors)
 
 
 def backend_encoder(model_dir: Path, batch_size: int = 64) -> Embed:

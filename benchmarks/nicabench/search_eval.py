@@ -106,7 +106,19 @@ def literal_sql(statement: str, parameters: Mapping[str, object]) -> str:
 
 def execution_ms(explain_output: str) -> list[float]:
     """Every "Execution Time" (ms) of EXPLAIN (ANALYZE, FORMAT JSON) output, in order."""
-    return [float(value) for value in _EXECUTION.findall(explain_output)]
+    return [time_ms for time_ms, _ in plans(explain_output, "")]
+
+
+def plans(explain_output: str, index: str) -> list[tuple[float, bool]]:
+    """Per EXPLAIN (ANALYZE, FORMAT JSON) in the output, in order: its execution time (ms) and
+    whether its plan scans `index` (the planner may prefer an exact scan of a collection's rows
+    through another index when that looks cheaper)."""
+    found, start = [], 0
+    for match in _EXECUTION.finditer(explain_output):
+        plan = explain_output[start : match.start()]
+        found.append((float(match.group(1)), f'"Index Name": "{index}"' in plan))
+        start = match.end()
+    return found
 
 
 def latency_ms(values_ms: Sequence[float]) -> dict[str, float]:
