@@ -203,6 +203,7 @@ def measure_ef(
         "execution": search_eval.latency_ms([time_ms for time_ms, _ in execution]),
         "plans_using_the_index": sum(used for _, used in execution),
         **search_eval.agreement(served, exact),
+        **search_eval.top1_by_kind(served, exact, search_data.paraphrases(len(served))),
     }
 
 
@@ -236,6 +237,12 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             for ef in options.ef:
                 say(f"{name}: ef_search {ef}")
                 steps.append(measure_ef(engine, query_vectors, collection, ef, exact))
+                last = steps[-1]
+                say(
+                    f"  statement p95 {last['statement']['p95_ms']} ms, recall@10 "
+                    f"{last['recall_at_10']}, top-1 {last['top1_agreement']} "
+                    f"(paraphrases {last['top1_agreement_paraphrases']})"
+                )
             indexes.append(
                 {
                     "index": name,
@@ -273,7 +280,9 @@ def table(results: dict[str, Any]) -> str:
                 f"{step['statement']['p50_ms']:.1f} / {step['statement']['p95_ms']:.1f} ms | "
                 f"{step['execution']['p50_ms']:.1f} / {step['execution']['p95_ms']:.1f} ms | "
                 f"{step['recall_at_10']:.3f} | {step['top1_agreement'] * 100:.1f}% "
-                f"({step['top1_misses']} missed, {step['top1_misses_tied']} of them ties) |"
+                f"(paraphrases {step['top1_agreement_paraphrases'] * 100:.0f}%, unrelated "
+                f"{step['top1_agreement_unrelated'] * 100:.0f}%; "
+                f"{step['top1_misses_tied']} of the misses ties) |"
             )
     return "\n".join(lines)
 

@@ -129,6 +129,11 @@ def _search_rows(search: Mapping[str, Any]) -> list[Row]:
             f"recall@10 {figures['recall_at_10']:.3f}, "
             f"top-1 same {figures['top1_agreement'] * 100:.0f}%"
         )
+        if "top1_agreement_paraphrases" in figures:
+            agreement += (
+                f" (paraphrases {figures['top1_agreement_paraphrases'] * 100:.0f}%, "
+                f"unrelated {figures['top1_agreement_unrelated'] * 100:.0f}%)"
+            )
         if figures.get("top1_misses_tied"):
             agreement += f" ({figures['top1_misses_tied']} of the misses float ties)"
         rows.append(

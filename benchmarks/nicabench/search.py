@@ -130,6 +130,7 @@ def step_figures(
         "statements_using_the_index": sum(used for _, used in statements),
         "queries": len(served),
         **search_eval.agreement(served, exact),
+        **search_eval.top1_by_kind(served, exact, search_data.paraphrases(len(served))),
         "insert_s": round(insert_s, 1),
     }
 

@@ -3,9 +3,11 @@
 What the data is. Documents are short English sentences built from word lists, one per
 domain (cooking, sailing, software, ...; see DOMAINS): "<The|A> <adjective> <actor> <action>
 the <object> <place> <time>." in one of a few sentence forms. A seeded generator draws slots
-until it has `documents` DISTINCT sentences; with 12 domains and about 2 million sentences per
-domain, two documents share at most a few words, so every text is its own and neighbours are
-graded (same domain and actor, same object, ...) rather than copies. Queries are other
+until it has `documents` DISTINCT sentences, out of about 23 million (12 domains x 10 actors x
+10 actions x 10 objects x 8 places x 12 times x 20 adjectives, 3 forms). Every text is its own;
+its neighbours are graded (same domain and actor, then also the same object, ...), not copies:
+at 100,000 documents a document typically shares actor, action, object and place with about
+one other, which differs in its adjective, time or form. Queries are other
 sentences, never documents, half of each kind:
 - paraphrase-like: a stored document's actor, action and object (no time) in another form
   ("a careful baker kneading the dough in the village bakery"); its exact nearest document is
@@ -309,16 +311,21 @@ def generate(documents: int, queries: int, seed: int) -> tuple[list[str], list[s
     ordered = list(texts)
     found: dict[str, None] = {}
     attempts = 0
-    while len(found) < queries // 2:
+    while len(found) < paraphrases(queries):
         attempts += 1
         if attempts > queries * 20:
-            raise ValueError(f"{documents} documents give fewer than {queries // 2} paraphrases")
+            raise ValueError(f"{documents} documents give too few paraphrases for {queries}")
         slots = texts[ordered[rng.randrange(len(ordered))]]
         text = PARAPHRASE.format(**slots, gerund=_gerund(slots["action"]))
         if text not in texts:
             found.setdefault(text)
     rng.shuffle(questions)
     return ordered, list(found) + questions[: queries - len(found)]
+
+
+def paraphrases(queries: int) -> int:
+    """How many of generate()'s `queries` queries, the first ones, are paraphrase-like."""
+    return queries // 2
 
 
 def weights_digest(model_dir: Path) -> str:

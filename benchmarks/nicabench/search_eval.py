@@ -72,6 +72,19 @@ def agreement(served: Sequence[Sequence[int]], exact: Exact, k: int = K) -> dict
     }
 
 
+def top1_by_kind(
+    served: Sequence[Sequence[int]], exact: Exact, paraphrases: int
+) -> dict[str, float]:
+    """Top-1 agreement of the first `paraphrases` queries and of the rest (unrelated ones)."""
+    agree = [top_agrees(mine, theirs) for mine, theirs in zip(served, exact.rows, strict=True)]
+    if not 0 < paraphrases < len(agree):
+        raise ValueError(f"{paraphrases} paraphrases of {len(agree)} queries: both kinds needed")
+    return {
+        "top1_agreement_paraphrases": round(statistics.mean(agree[:paraphrases]), 4),
+        "top1_agreement_unrelated": round(statistics.mean(agree[paraphrases:]), 4),
+    }
+
+
 def margins(exact: Exact) -> dict[str, float]:
     """How clear each query's exact winner is: the cosine gap between its first and second."""
     gaps = [scores[0] - scores[1] for scores in exact.scores]

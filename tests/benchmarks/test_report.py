@@ -136,3 +136,14 @@ def test_json_holds_the_same_figures_with_nan_as_null(tmp_path: Path) -> None:
     assert written["extra"]["p95_ms"] is None, "NaN is not JSON: written as null"
     assert rows(written) == rows(RESULTS), "the table made from the file is the printed one"
     assert not list(path.parent.glob("*.tmp")), "written atomically, no leftover"
+
+
+def test_search_row_gives_top1_per_kind_of_query() -> None:
+    figures = {
+        **RESULTS["search"]["100000"],
+        "top1_agreement": 0.94,
+        "top1_agreement_paraphrases": 1.0,
+        "top1_agreement_unrelated": 0.88,
+    }
+    (found,) = rows({"search": {"100000": figures}})
+    assert found.ratio == ("recall@10 0.987, top-1 same 94% (paraphrases 100%, unrelated 88%)")

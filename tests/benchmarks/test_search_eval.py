@@ -13,6 +13,7 @@ from benchmarks.nicabench.search_eval import (
     literal_sql,
     margins,
     plans,
+    top1_by_kind,
 )
 
 STORED = np.array(
@@ -108,3 +109,13 @@ def test_plans_say_which_used_the_index() -> None:
         '"Index Name": "uq_documents_collection_id_title"}]}, "Execution Time": 20.0}]\n'
     )
     assert plans(output, "ix_hnsw") == [(1.5, True), (20.0, False)]
+
+
+def test_top1_by_kind_splits_paraphrases_from_unrelated_queries() -> None:
+    stored = np.eye(4, dtype=np.float32)
+    exact = exact_top_k(stored, stored, k=2)
+    served = [[0, 1], [1, 0], [3, 2], [3, 2]]  # the third query's top result is wrong
+    assert top1_by_kind(served, exact, paraphrases=2) == {
+        "top1_agreement_paraphrases": 1.0,
+        "top1_agreement_unrelated": 0.5,
+    }
