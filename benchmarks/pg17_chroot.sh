@@ -41,7 +41,10 @@ start() {
 }
 
 stop() {
-  [[ -d $root/var/lib/bench/data ]] && in_root "$bin/pg_ctl -D /var/lib/bench/data -m fast -w stop >/dev/null" || true
+  if [[ -d $root/var/lib/bench/data ]]; then
+    # stopped already (or never started): nothing to stop, the folder still goes
+    in_root "$bin/pg_ctl -D /var/lib/bench/data -m fast -w stop >/dev/null" || true
+  fi
   rm -rf "$root"
 }
 
