@@ -6,12 +6,11 @@ the <object> <place> <time>." in one of a few sentence forms. A seeded generator
 until it has `documents` DISTINCT sentences, out of about 23 million (12 domains x 10 actors x
 10 actions x 10 objects x 8 places x 12 times x 20 adjectives, 3 forms). Every text is its own;
 its neighbours are graded (same domain and actor, then also the same object, ...), not copies:
-at 100,000 documents a document typically shares actor, action, object and place with about
-one other, which differs in its adjective, time or form. Queries are other
-sentences, never documents, half of each kind:
-- paraphrase-like: a stored document's actor, action and object (no time) in another form
-  ("a careful baker kneading the dough in the village bakery"); its exact nearest document is
-  usually, not always, the one it came from;
+at 100,000 documents one shares its actor, action, object and place with 1.04 others on
+average (none for 35%, two or more for 32%), which differ in adjective, time or form. Queries
+are other sentences, never documents, half of each kind:
+- paraphrase-like: a stored document's adjective, actor, action, object and place, without its
+  time, in another form ("a careful baker kneading the dough in the village bakery");
 - unrelated: general questions built from their own lists ("How do I ... ?"), nearest to
   whatever the model finds closest.
 
@@ -21,10 +20,11 @@ Nothing is a noisy copy: the previous benchmark's 400 sentences x 250 noisy copi
 query's top result a near-tie among ~250 rows, which no approximate index ranks as an exact
 search does and which no real collection looks like.
 
-Cost. One BLAS thread embeds about 120 of these sentences a second on this 2-core machine
-(busy), so 100,000 documents take 10-20 minutes once: the vectors are cached under
-build/bench/search-data/, in a file named by the recipe (generator version, seed, counts,
-the model's weights hash), and a later run with the same recipe reads them back.
+Cost. One BLAS thread embedded 100,000 of these sentences in 24 minutes on this 2-core machine
+(70 a second, load average 5-8 from the other work on it; 120 a second when less busy),
+batched 64 at a time: too slow to repeat every run, fine once. So the vectors are cached under
+build/bench/search-data/, in a file named by the recipe (generator version, seed, number of
+documents, the model's weights hash), and a later run with the same recipe reads them back.
 """
 
 from __future__ import annotations
