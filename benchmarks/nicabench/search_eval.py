@@ -80,8 +80,8 @@ def top1_by_kind(
     if not 0 < paraphrases < len(agree):
         raise ValueError(f"{paraphrases} paraphrases of {len(agree)} queries: both kinds needed")
     return {
-        "top1_agreement_paraphrases": round(statistics.mean(agree[:paraphrases]), 4),
-        "top1_agreement_unrelated": round(statistics.mean(agree[paraphrases:]), 4),
+        "top1_agreement_paraphrases": round(float(statistics.mean(agree[:paraphrases])), 4),
+        "top1_agreement_unrelated": round(float(statistics.mean(agree[paraphrases:])), 4),
     }
 
 
