@@ -119,14 +119,31 @@ def _embeddings_rows(embeddings: Mapping[str, Any]) -> list[Row]:
 def _search_rows(search: Mapping[str, Any]) -> list[Row]:
     rows = []
     for docs, figures in search.items():
+        statement = "-"
+        if figures.get("statement_p50_ms") is not None:
+            statement = (
+                f"statement p50 {number(figures['statement_p50_ms'], 2)} ms, "
+                f"p95 {number(figures['statement_p95_ms'], 2)} ms"
+            )
+        agreement = (
+            f"recall@10 {figures['recall_at_10']:.3f}, "
+            f"top-1 same {figures['top1_agreement'] * 100:.0f}%"
+        )
+        if "top1_agreement_paraphrases" in figures:
+            agreement += (
+                f" (paraphrases {figures['top1_agreement_paraphrases'] * 100:.0f}%, "
+                f"unrelated {figures['top1_agreement_unrelated'] * 100:.0f}%)"
+            )
+        if figures.get("top1_misses_tied"):
+            agreement += f" ({figures['top1_misses_tied']} of the misses float ties)"
         rows.append(
             Row(
                 "search",
                 f"/v1/search, {int(docs):,} documents, k=10",
-                f"p50 {number(figures['p50_ms'])} ms, p95 {number(figures['p95_ms'])} ms",
+                f"p50 {number(figures['p50_ms'])} ms, p95 {number(figures['p95_ms'])} ms; "
+                + statement,
                 f"exact search, {figures['queries']} queries",
-                f"recall@10 {figures['recall_at_10']:.3f}, "
-                f"top-1 same {figures['top1_agreement'] * 100:.0f}%",
+                agreement,
             )
         )
     return rows

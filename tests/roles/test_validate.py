@@ -40,7 +40,7 @@ IMAGES = {
     "refuse": ["Python:3.11", "python:3.11-slim@sha256:abc", "python::3.11", "python:3.11 ", ""],
 }
 REGISTRIES = {
-    "accept": ["", "10.99.83.20:5000", "registry.example.com", "registry.example.com:443/team/apps"],
+    "accept": ["", "10.99.83.20:5000", "registry.example.com", "registry.example.com:443/a/b"],
     "refuse": ["http://10.0.0.1:5000", "registry.example.com/", "reg istry", "host:port", "a/B"],
 }
 ARCHIVE_SUMS = {"accept": ["0123456789abcdef" * 4], "refuse": ["0123", "0123456789ABCDEF" * 4]}
