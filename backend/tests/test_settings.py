@@ -62,6 +62,9 @@ def test_plain_postgresql_scheme_uses_psycopg() -> None:
         ({"EMBEDDINGS_BATCH_WAIT_MS": "2.5"}, "EMBEDDINGS_BATCH_WAIT_MS"),
         ({"EMBEDDINGS_MAX_BATCH_TOKENS": "0"}, "EMBEDDINGS_MAX_BATCH_TOKENS"),
         ({"MAX_REQUEST_BODY_BYTES": "4m"}, "MAX_REQUEST_BODY_BYTES"),
+        ({"SEARCH_EF_SEARCH": "0"}, "SEARCH_EF_SEARCH"),
+        ({"SEARCH_EF_SEARCH": "1001"}, "SEARCH_EF_SEARCH"),
+        ({"SEARCH_EF_SEARCH": "lots"}, "SEARCH_EF_SEARCH"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
@@ -155,3 +158,11 @@ def test_batching_and_body_limit_defaults() -> None:
 def test_batch_wait_may_be_zero() -> None:
     settings = Settings.from_env({"DATABASE_URL": BASE_URL, "EMBEDDINGS_BATCH_WAIT_MS": "0"})
     assert settings.embeddings_batch_wait_ms == 0
+
+
+def test_search_ef_search_defaults_to_the_measured_value() -> None:
+    assert settings_from().search_ef_search == 400, "the value README's Benchmarks measured"
+
+
+def test_search_ef_search_is_read_from_the_environment() -> None:
+    assert settings_from(SEARCH_EF_SEARCH="1000").search_ef_search == 1000

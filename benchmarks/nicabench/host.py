@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from .options import REPO
@@ -24,20 +25,26 @@ def inventory() -> Path:
 
 
 def run(
-    command: list[str], what: str, *, stdin: bytes | None = None, log: Path | None = None
+    command: list[str],
+    what: str,
+    *,
+    stdin: bytes | None = None,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Run a command on this machine; its stdout, or HostError naming `what` and its last lines.
-    With `log`, its output goes to that file as it runs (and '' is returned)."""
+    With `log`, its output goes to that file as it runs (and '' is returned); `env` replaces
+    the environment."""
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as out:
             code = subprocess.run(
-                command, input=stdin, stdout=out, stderr=subprocess.STDOUT, check=False
+                command, input=stdin, stdout=out, stderr=subprocess.STDOUT, check=False, env=env
             ).returncode
         text = log.read_text(errors="replace") if code != 0 else ""
         where = f", see {log}"
     else:
-        result = subprocess.run(command, input=stdin, capture_output=True, check=False)
+        result = subprocess.run(command, input=stdin, capture_output=True, check=False, env=env)
         code, where = result.returncode, ""
         text = result.stdout.decode(errors="replace")
         if code == 0:
@@ -57,13 +64,23 @@ def in_host(host: str, script: str, what: str, *, stdin: bytes | None = None) ->
 def psql(host: str, sql: str, what: str, *, stdin: bytes | None = None) -> str:
     """SQL in the stack's database, as its owner (unaligned, tuples only); `sql` may COPY FROM
     STDIN, `stdin` then carries the rows."""
-    command = (
+    quoted = "'" + sql.replace("'", "'\"'\"'") + "'"
+    return in_host(host, _in_postgres('-c "$0"') + " " + quoted, what, stdin=stdin)
+
+
+def psql_script(host: str, script: str, what: str) -> str:
+    """A script of SQL statements (psql reads it from stdin: no length limit of an argument)
+    in the stack's database, as its owner (unaligned, tuples only)."""
+    return in_host(host, _in_postgres("-f -"), what, stdin=script.encode())
+
+
+def _in_postgres(arguments: str) -> str:
+    """psql in the stack's postgres container, over its socket, as the database's owner."""
+    return (
         f"docker exec -i {POSTGRES} sh -c "
         '\'psql -h /var/run/postgresql -v ON_ERROR_STOP=1 -qAt -U "$POSTGRES_USER" '
-        '-d "$POSTGRES_DB" -c "$0"\' '
+        f'-d "$POSTGRES_DB" {arguments}\''
     )
-    quoted = "'" + sql.replace("'", "'\"'\"'") + "'"
-    return in_host(host, command + quoted, what, stdin=stdin)
 
 
 def timed_playbook(args: list[str], what: str, log_dir: Path) -> float:

@@ -119,14 +119,52 @@ def _embeddings_rows(embeddings: Mapping[str, Any]) -> list[Row]:
 def _search_rows(search: Mapping[str, Any]) -> list[Row]:
     rows = []
     for docs, figures in search.items():
+        statement = "-"
+        if figures.get("statement_p50_ms") is not None:
+            statement = (
+                f"statement p50 {number(figures['statement_p50_ms'], 2)} ms, "
+                f"p95 {number(figures['statement_p95_ms'], 2)} ms"
+            )
+        agreement = (
+            f"recall@10 {figures['recall_at_10']:.3f}, "
+            f"top-1 same {figures['top1_agreement'] * 100:.0f}%"
+        )
+        if "top1_agreement_paraphrases" in figures:
+            agreement += (
+                f" (paraphrases {figures['top1_agreement_paraphrases'] * 100:.0f}%, "
+                f"unrelated {figures['top1_agreement_unrelated'] * 100:.0f}%)"
+            )
+        if figures.get("top1_misses_tied"):
+            agreement += f" ({figures['top1_misses_tied']} of the misses float ties)"
         rows.append(
             Row(
                 "search",
                 f"/v1/search, {int(docs):,} documents, k=10",
-                f"p50 {number(figures['p50_ms'])} ms, p95 {number(figures['p95_ms'])} ms",
+                f"p50 {number(figures['p50_ms'])} ms, p95 {number(figures['p95_ms'])} ms; "
+                + statement,
                 f"exact search, {figures['queries']} queries",
-                f"recall@10 {figures['recall_at_10']:.3f}, "
-                f"top-1 same {figures['top1_agreement'] * 100:.0f}%",
+                agreement,
+            )
+        )
+    return rows
+
+
+def _fleet_rows(fleet: Mapping[str, Any]) -> list[Row]:
+    """The fleet's deploys, the one-host deploy on the same hosts as the anchor."""
+    names = (
+        ("cold", "cold deploy, 2 backend hosts + database host"),
+        ("code_change", "code-change redeploy, 2 backend hosts"),
+    )
+    rows = []
+    for key, name in names:
+        ours, anchor = fleet.get(f"fleet_{key}_s"), fleet.get(f"one_host_{key}_s")
+        rows.append(
+            Row(
+                "fleet",
+                name,
+                number(ours, 1, "s"),
+                f"one host: {number(anchor, 1, 's')}",
+                times(ours / anchor) if ours and anchor else "-",
             )
         )
     return rows
@@ -138,6 +176,7 @@ SECTION_ROWS = {
     "prefetch": _prefetch_rows,
     "embeddings": _embeddings_rows,
     "search": _search_rows,
+    "fleet": _fleet_rows,
 }
 
 

@@ -1,14 +1,22 @@
-"""GET /v1/search latency at growing collection sizes, and recall@10 against an exact search.
+"""GET /v1/search at growing collection sizes: end to end, the search statement alone, and the
+served rankings against an exact search (recall@10, top-1 agreement).
 
-Filling 100,000 rows through the API would take hours on this machine, and search latency is
-about the index, not the text: so rows go in with SQL (COPY into `documents` of a collection
-of the benchmark's own, through the trigger and the HNSW index as any insert). Their vectors
-are real: embeddings (by the deployed backend) of a few hundred real sentences, each row one of
-them plus a little Gaussian noise, normalized, rounded to 5 decimals (what is stored is what
-the exact search uses). The queries are other real sentences. Per step: `search_requests`
-timed searches from one client (k=10, the collection), then for every query the served top 10
-against the exact top 10 (all stored vectors, NumPy, by cosine): recall@10, and how often the
-top result is the same.
+The data (benchmarks/nicabench/search_data.py): the largest --docs count of DISTINCT synthetic
+sentences, each row's vector the real model's embedding of its text (the backend's NumPy
+encoder on this machine, cached under build/bench/search-data/); a smaller step stores the
+first rows of the same set. Queries are other sentences (half paraphrase-like, half unrelated
+questions), embedded by the deployed backend. Filling 100,000 rows through the API would take
+hours here and search latency is about the index, not the text: rows go in with SQL (COPY into
+`documents`, in a collection of the benchmark's own, through the trigger and the HNSW index as
+any insert), each vector written with 9 significant digits, so the stored float32 values are
+exactly the ones the exact search reads.
+
+Per step: `search_requests` timed GET /v1/search (k=10, the collection) from one client;
+then every query's search statement in the postgres container, as the backend runs it (its
+settings statement with the backend's default ef_search, then its statement, from
+backend/src/database/documents.py), under EXPLAIN (ANALYZE, TIMING OFF): the server's execution
+time, without the query's embedding, HTTP and proxies; then for every query the served top 10
+against the exact top 10 (NumPy over every stored vector, by cosine).
 """
 
 from __future__ import annotations
@@ -16,25 +24,23 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import statistics
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from . import host
+from . import backend, host, search_data, search_eval
 from .options import Options
-from .stats import recall_at_k, summarize, top_agrees
+from .search_data import F32
+from .stats import summarize
 
 COLLECTION = "benchmark-search"  # a constant: the only name formatted into SQL (S608)
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-K = 10
-NOISE = (0.01, 0.04)  # per-row Gaussian noise scale per dimension, drawn uniformly
+K = search_eval.K
 COPY_ROWS = 10_000  # rows per COPY
-F32 = npt.NDArray[np.float32]
+TITLE = "bench-{:07d}"  # row i of the test set
 
 
 def embed(port: int, texts: Sequence[str]) -> F32:
@@ -57,32 +63,76 @@ def embed(port: int, texts: Sequence[str]) -> F32:
     return np.asarray(rows, dtype=np.float32)
 
 
-def make_rows(base: F32, count: int, start: int, seed: int) -> tuple[F32, list[int]]:
-    """`count` vectors: base[i] + noise, normalized, rounded to 5 decimals; and which base row."""
-    rng = np.random.default_rng(seed + start)
-    which = [(start + i) % len(base) for i in range(count)]
-    scale = rng.uniform(*NOISE, size=(count, 1)).astype(np.float32)
-    vectors = base[which] + scale * rng.standard_normal((count, base.shape[1]), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.round(vectors, 5).astype(np.float32), which
-
-
 def _copy_text(field: str) -> str:
     return field.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
 def copy_payload(collection_id: int, start: int, vectors: F32, bodies: Sequence[str]) -> bytes:
-    """COPY text rows: collection, title bench-<n>, body, embedding {..}, model, dimension."""
+    """COPY text rows: collection, title bench-<row>, body, embedding {..} (float32 exactly:
+    9 significant digits), model, dimension."""
     numbers = io.StringIO()
-    np.savetxt(numbers, vectors, fmt="%.5f", delimiter=",")
+    np.savetxt(numbers, vectors, fmt="%.9g", delimiter=",")
     lines = numbers.getvalue().splitlines()
     out = io.StringIO()
     for offset, (vector, body) in enumerate(zip(lines, bodies, strict=True)):
         out.write(
-            f"{collection_id}\tbench-{start + offset:07d}\t{_copy_text(body)}\t"
+            f"{collection_id}\t{TITLE.format(start + offset)}\t{_copy_text(body)}\t"
             f"{{{vector}}}\t{MODEL}\t{vectors.shape[1]}\n"
         )
     return out.getvalue().encode()
+
+
+def rows_of(titles: Sequence[str]) -> list[int]:
+    """Test-set rows of served titles (bench-<row>); -1 for a title not of the benchmark."""
+    prefix = TITLE.split("{")[0]
+    return [int(t[len(prefix) :]) if t.startswith(prefix) else -1 for t in titles]
+
+
+def statement_script(
+    settings_sql: str,
+    search_sql: str,
+    queries: F32,
+    parameters: Mapping[str, object],
+    ef_search: int,
+) -> str:
+    """psql input: per query, in its own transaction, the backend's settings statement and its
+    search statement under EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON), values as literals."""
+    settings = search_eval.literal_sql(settings_sql, {"ef": str(ef_search)})
+    parts = []
+    for query in queries:
+        values = {**parameters, "query": [float(value) for value in query]}
+        statement = search_eval.literal_sql(search_sql, values)
+        parts.append(
+            f"BEGIN;\n{settings};\nEXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {statement};\n"
+            "COMMIT;\n"
+        )
+    return "".join(parts)
+
+
+def step_figures(
+    latencies_s: Sequence[float],
+    statements: Sequence[tuple[float, bool]],
+    served: Sequence[Sequence[int]],
+    exact: search_eval.Exact,
+    insert_s: float,
+) -> dict[str, Any]:
+    """One step's figures: end-to-end p50/p95, the statement's (and how many of its plans
+    used the HNSW index), and the agreement."""
+    end_to_end = summarize(latencies_s, 0, sum(latencies_s)).as_dict()
+    statement = search_eval.latency_ms([time_ms for time_ms, _ in statements])
+    return {
+        "p50_ms": end_to_end["p50_ms"],
+        "p95_ms": end_to_end["p95_ms"],
+        "requests": len(latencies_s),
+        "statement_p50_ms": statement["p50_ms"],
+        "statement_p95_ms": statement["p95_ms"],
+        "statements": len(statements),
+        "statements_using_the_index": sum(used for _, used in statements),
+        "queries": len(served),
+        **search_eval.agreement(served, exact),
+        **search_eval.top1_by_kind(served, exact, search_data.paraphrases(len(served))),
+        "insert_s": round(insert_s, 1),
+    }
 
 
 def _reset_collection(options: Options) -> int:
@@ -99,12 +149,11 @@ def _reset_collection(options: Options) -> int:
             "reading the benchmark collection",
         ).strip()
     )
-    stale = host.psql(
+    host.psql(
         options.host,
         f"DELETE FROM documents WHERE collection_id = {collection_id}",  # noqa: S608
         "removing an earlier run's rows",
     )
-    del stale
     host.psql(options.host, "VACUUM ANALYZE documents", "VACUUM ANALYZE documents")
     return collection_id
 
@@ -123,28 +172,36 @@ def _search(connection: http.client.HTTPConnection, query: str) -> tuple[float, 
     return elapsed, [hit["title"] for hit in json.loads(payload)["data"]]
 
 
-def exact_titles(stored: F32, query: F32, k: int) -> list[str]:
-    """The k stored rows nearest `query` by cosine, as titles (bench-<row>), best first."""
-    norms = np.linalg.norm(stored.astype(np.float64), axis=1)
-    scores = stored.astype(np.float64) @ query.astype(np.float64) / norms
-    best = np.argsort(-scores, kind="stable")[:k]
-    return [f"bench-{int(row):07d}" for row in best]
+def load_test_set(options: Options) -> search_data.TestSet:
+    recipe = search_data.Recipe(
+        max(options.docs), search_data.SEED, search_data.weights_digest(search_data.MODEL_DIR)
+    )
+    host.say(f"search: the test set of {recipe.documents:,} documents (cached: {recipe.key()})")
+    return search_data.load_or_make(
+        recipe,
+        options.queries,
+        search_data.CACHE_DIR,
+        search_data.backend_encoder(search_data.MODEL_DIR),
+    )
 
 
-def measure(options: Options, documents: list[str], queries: list[str]) -> dict[str, Any]:
-    host.say(f"search: embedding {len(documents)} sentences and {len(queries)} queries")
-    base = embed(options.port, documents)
-    query_vectors = embed(options.port, queries)
+def measure(options: Options) -> dict[str, Any]:
+    data = load_test_set(options)
+    host.say(f"search: embedding {len(data.queries)} queries on the host")
+    query_vectors = embed(options.port, data.queries)
     collection_id = _reset_collection(options)
-    stored = np.zeros((0, base.shape[1]), dtype=np.float32)
+    stored = 0
     results: dict[str, Any] = {}
+    ef_search = int(backend.module("settings").DEFAULT_SEARCH_EF_SEARCH)
     for target in options.docs:
         insert_s = 0.0
-        while len(stored) < target:
-            count = min(COPY_ROWS, target - len(stored))
-            vectors, which = make_rows(base, count, len(stored), seed=10)
+        while stored < target:
+            count = min(COPY_ROWS, target - stored)
             payload = copy_payload(
-                collection_id, len(stored), vectors, [documents[i] for i in which]
+                collection_id,
+                stored,
+                data.document_vectors[stored : stored + count],
+                data.documents[stored : stored + count],
             )
             started = time.monotonic()
             host.psql(
@@ -155,16 +212,21 @@ def measure(options: Options, documents: list[str], queries: list[str]) -> dict[
                 stdin=payload,
             )
             insert_s += time.monotonic() - started
-            stored = np.concatenate([stored, vectors])
+            stored += count
         host.psql(options.host, "VACUUM ANALYZE documents", "VACUUM ANALYZE documents")
         host.say(f"search: {target:,} documents stored ({insert_s:.0f} s of COPY); searching")
-        results[str(target)] = _step(options, stored, queries, query_vectors, insert_s)
+        latencies, served = _served(options, data.queries)
+        statements = _statements(options, query_vectors, collection_id, ef_search)
+        exact = search_eval.exact_top_k(data.document_vectors[:target], query_vectors)
+        results[str(target)] = {
+            **step_figures(latencies, statements, served, exact, insert_s),
+            "ef_search": ef_search,
+        }
     return results
 
 
-def _step(
-    options: Options, stored: F32, queries: list[str], query_vectors: F32, insert_s: float
-) -> dict[str, Any]:
+def _served(options: Options, queries: list[str]) -> tuple[list[float], list[list[int]]]:
+    """End-to-end latencies of `search_requests` searches, and every query's served rows."""
     connection = http.client.HTTPConnection("127.0.0.1", options.port, timeout=60)
     try:
         for query in queries[:20]:  # untimed: caches and the batcher warm
@@ -180,17 +242,25 @@ def _step(
                 served[index] = _search(connection, query)[1]
     finally:
         connection.close()
-    exact = {index: exact_titles(stored, query_vectors[index], K) for index in range(len(queries))}
-    recalls = [recall_at_k(served[i], exact[i], K) for i in range(len(queries))]
-    agree = [top_agrees(served[i], exact[i]) for i in range(len(queries))]
-    figures = summarize(latencies, 0, sum(latencies)).as_dict()
-    return {
-        "p50_ms": figures["p50_ms"],
-        "p95_ms": figures["p95_ms"],
-        "requests": len(latencies),
-        "queries": len(queries),
-        "recall_at_10": round(statistics.mean(recalls), 4),
-        "recall_at_10_min": round(min(recalls), 2),
-        "top1_agreement": round(sum(agree) / len(agree), 4),
-        "insert_s": round(insert_s, 1),
-    }
+    return latencies, [rows_of(served[index]) for index in range(len(queries))]
+
+
+def _statements(
+    options: Options, queries: F32, collection_id: int, ef_search: int
+) -> list[tuple[float, bool]]:
+    """The server's execution time (ms) of every query's search statement, as the backend
+    runs it (its settings, its SQL), in one psql session in the postgres container; and
+    whether its plan used the HNSW index."""
+    documents = backend.module("database.documents")
+    script = statement_script(
+        documents.SETTINGS_SQL.text,
+        documents.search_sql(queries.shape[1]).text,
+        queries,
+        {"model": MODEL, "collection_id": collection_id, "k": K},
+        ef_search,
+    )
+    output = host.psql_script(options.host, script, "timing the search statement")
+    found = search_eval.plans(output, f"ix_documents_embedding_vector_{queries.shape[1]}")
+    if len(found) != len(queries):
+        raise host.HostError(f"psql gave {len(found)} execution times for {len(queries)} queries")
+    return found

@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 ENV = {"NICA_TEST_HOST": "nica-bench-host", "NICA_DEMO_PORT": "18100"}
 
 
-def test_defaults_run_every_section_against_the_hosts_port() -> None:
+def test_defaults_run_every_section_but_the_fleet_against_the_hosts_port() -> None:
     options = parse([], ENV)
-    assert options.sections == SECTIONS
+    assert options.sections == tuple(name for name in SECTIONS if name != "fleet")
     assert options.cold, "by default the deploy section starts from a bare host"
     assert options.clients == (1, 16)
     assert options.docs == (1_000, 10_000, 100_000)
@@ -26,6 +26,7 @@ def test_defaults_run_every_section_against_the_hosts_port() -> None:
 
 def test_sections_run_in_their_fixed_order_whatever_the_order_given() -> None:
     assert parse(["--sections", "search,image"], ENV).sections == ("image", "search")
+    assert parse(["--sections", "fleet,deploy"], ENV).sections == ("deploy", "fleet")
 
 
 @pytest.mark.parametrize(

@@ -40,9 +40,13 @@ RESULTS: dict[str, Any] = {
         "100000": {
             "p50_ms": 20.0,
             "p95_ms": 31.5,
+            "statement_p50_ms": 3.1,
+            "statement_p95_ms": 7.254,
             "queries": 100,
             "recall_at_10": 0.987,
             "top1_agreement": 1.0,
+            "top1_misses": 0,
+            "top1_misses_tied": 0,
         }
     },
 }
@@ -95,13 +99,25 @@ def test_sentence_transformers_row_is_in_sentences_per_second() -> None:
     assert row("sentence-transformers")[3] == "70.0 sentences/s, p50 13.0 ms, p95 17.0 ms"
 
 
-def test_search_row_gives_latency_recall_and_top1() -> None:
+def test_search_row_gives_end_to_end_and_statement_latency_recall_and_top1() -> None:
     assert row("/v1/search")[1:] == (
         "/v1/search, 100,000 documents, k=10",
-        "p50 20.0 ms, p95 31.5 ms",
+        "p50 20.0 ms, p95 31.5 ms; statement p50 3.10 ms, p95 7.25 ms",
         "exact search, 100 queries",
         "recall@10 0.987, top-1 same 100%",
     )
+
+
+def test_search_row_says_how_many_top1_misses_are_float_ties() -> None:
+    figures = {**RESULTS["search"]["100000"], "top1_agreement": 0.98, "top1_misses": 2}
+    (found,) = rows({"search": {"100000": {**figures, "top1_misses_tied": 1}}})
+    assert found.ratio == "recall@10 0.987, top-1 same 98% (1 of the misses float ties)"
+
+
+def test_search_row_of_an_older_run_without_statement_timing_shows_a_dash() -> None:
+    older = {k: v for k, v in RESULTS["search"]["100000"].items() if "statement" not in k}
+    (found,) = rows({"search": {"100000": older}})
+    assert found.ours == "p50 20.0 ms, p95 31.5 ms; -"
 
 
 def test_table_is_markdown_with_aligned_columns() -> None:
@@ -120,3 +136,34 @@ def test_json_holds_the_same_figures_with_nan_as_null(tmp_path: Path) -> None:
     assert written["extra"]["p95_ms"] is None, "NaN is not JSON: written as null"
     assert rows(written) == rows(RESULTS), "the table made from the file is the printed one"
     assert not list(path.parent.glob("*.tmp")), "written atomically, no leftover"
+
+
+def test_fleet_rows_put_the_one_host_deploy_beside_as_the_anchor() -> None:
+    fleet = {
+        "one_host_cold_s": 150.0,
+        "one_host_code_change_s": 60.0,
+        "fleet_cold_s": 180.0,
+        "fleet_code_change_s": 90.0,
+    }
+    table = {r.measure: tuple(r) for r in rows({"fleet": fleet})}
+    assert table["cold deploy, 2 backend hosts + database host"][2:] == (
+        "180.0 s",
+        "one host: 150.0 s",
+        "1.20x",
+    )
+    assert table["code-change redeploy, 2 backend hosts"][2:] == (
+        "90.0 s",
+        "one host: 60.0 s",
+        "1.50x",
+    )
+
+
+def test_search_row_gives_top1_per_kind_of_query() -> None:
+    figures = {
+        **RESULTS["search"]["100000"],
+        "top1_agreement": 0.94,
+        "top1_agreement_paraphrases": 1.0,
+        "top1_agreement_unrelated": 0.88,
+    }
+    (found,) = rows({"search": {"100000": figures}})
+    assert found.ratio == ("recall@10 0.987, top-1 same 94% (paraphrases 100%, unrelated 88%)")

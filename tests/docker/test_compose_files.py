@@ -91,6 +91,22 @@ def test_the_postgres_service_is_the_guides(guide, host):
     assert host["services"]["postgres"] == guide["services"]["postgres"]
 
 
+def test_the_fleets_database_host_runs_the_hosts_postgres_plus_one_port(host):
+    """docker-compose.database.yml (a fleet's database host) is the host stack's postgres,
+    hardening and secret included, with one published port on the fleet's address."""
+    database = load("docker-compose.database.yml")
+    theirs = dict(database["services"]["postgres"])
+    ports = theirs.pop("ports")
+    assert theirs == host["services"]["postgres"], (
+        "the database host's postgres differs beyond its port"
+    )
+    assert ports == [
+        "${DATABASE_PUBLISH_ADDRESS:?the .env names no address to publish the database on}"
+        ":${DATABASE_PUBLISH_PORT:-5432}:5432"
+    ], f"expected one port on the fleet address, got {ports}"
+    assert database["volumes"]["pg-data"].get("external") is True, "pg-data must be external"
+
+
 # ---------------------------------------------------------------- hardening rules
 
 

@@ -39,6 +39,10 @@ IMAGES = {
     ],
     "refuse": ["Python:3.11", "python:3.11-slim@sha256:abc", "python::3.11", "python:3.11 ", ""],
 }
+REGISTRIES = {
+    "accept": ["", "10.99.83.20:5000", "registry.example.com", "registry.example.com:443/a/b"],
+    "refuse": ["http://10.0.0.1:5000", "registry.example.com/", "reg istry", "host:port", "a/B"],
+}
 ARCHIVE_SUMS = {"accept": ["0123456789abcdef" * 4], "refuse": ["0123", "0123456789ABCDEF" * 4]}
 # The role's defaults of the variables the cases set.
 DEFAULTS = {
@@ -47,6 +51,7 @@ DEFAULTS = {
     "backend_publish_address": "127.0.0.1",
     "backend_base_image": "python:3.11-slim",
     "backend_base_image_archives": [],
+    "backend_image_registry": "",
 }
 
 
@@ -143,6 +148,8 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bool]:
             cases[f"archive {kind} {sha!r}"] = {"backend_base_image_archives": [archive]}
         for address in ADDRESSES[kind]:
             cases[f"address {kind} {address!r}"] = {"backend_publish_address": address}
+        for registry in REGISTRIES[kind]:
+            cases[f"registry {kind} {registry!r}"] = {"backend_image_registry": registry}
     return run_validate(tmp_path_factory.mktemp("validate"), cases)
 
 

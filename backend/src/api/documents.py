@@ -136,7 +136,14 @@ async def search_documents(
 
     def nearest() -> list[Hit]:
         with engine.connect() as connection:
-            return search(connection, query=query, model=name, k=k, collection=collection_filter)
+            return search(
+                connection,
+                query=query,
+                model=name,
+                k=k,
+                collection=collection_filter,
+                ef_search=settings.search_ef_search,
+            )
 
     hits = await anyio.to_thread.run_sync(_database, nearest, settings)
     return SearchResults(data=[SearchHit(**hit._asdict()) for hit in hits], model=name)

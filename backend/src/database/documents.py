@@ -20,15 +20,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from src.database.models import Collection, Document
 from src.embeddings.functional import F32
+from src.settings import DEFAULT_SEARCH_EF_SEARCH
 
 BACKFILL_BATCH = 32
 
-# HNSW candidates per search (pgvector's hnsw.ef_search, default 40). Measured on 10,000 random
-# 384-dimensional unit vectors (the hard case: no clusters) with the index's defaults (m 16,
-# ef_construction 64), recall@10 / ms per query: ef 40 0.35 / 0.8, 100 0.61 / 1.4, 200 0.82 /
-# 2.2, 400 0.96 / 3.6 (an exact scan: 4.9 ms). Iterative scans fetch more candidates when the
-# model/collection filter drops some.
-SEARCH_EF = 400
+# How the index scan runs, for one transaction: pgvector's hnsw.ef_search (candidates kept, the
+# search setting SEARCH_EF_SEARCH), iterative scans in strict order (more candidates when the
+# model/collection filter drops some), and no sequential scan (see search_settings).
+SETTINGS_SQL = text(
+    "SELECT set_config('hnsw.ef_search', :ef, true), "
+    "set_config('hnsw.iterative_scan', 'strict_order', true), "
+    "set_config('enable_seqscan', 'off', true)"
+)
 
 
 def search_sql(dimension: int) -> TextClause:
@@ -100,33 +103,37 @@ def insert_document(
 
 
 def search(
-    connection: Connection, *, query: F32, model: str, k: int, collection: int | None
+    connection: Connection,
+    *,
+    query: F32,
+    model: str,
+    k: int,
+    collection: int | None,
+    ef_search: int = DEFAULT_SEARCH_EF_SEARCH,
 ) -> list[Hit]:
-    """The k documents embedded with `model` nearest to `query`, best first."""
-    rows = connection.execute(
-        search_sql(len(query)), search_settings(connection, query, model, k, collection)
-    ).all()
+    """The k documents embedded with `model` nearest to `query`, best first; the HNSW scan
+    keeps `ef_search` candidates (settings.SEARCH_EF_SEARCH)."""
+    parameters = search_settings(connection, query, model, k, collection, ef_search)
+    rows = connection.execute(search_sql(len(query)), parameters).all()
     return [Hit(row.id, row.title, row.body, float(row.score)) for row in rows]
 
 
 def search_settings(
-    connection: Connection, query: F32, model: str, k: int, collection: int | None
+    connection: Connection,
+    query: F32,
+    model: str,
+    k: int,
+    collection: int | None,
+    ef_search: int = DEFAULT_SEARCH_EF_SEARCH,
 ) -> dict[str, object]:
     """Set the index scan's parameters for the transaction; search_sql()'s parameters.
 
     Sequential scans are ruled out (enable_seqscan off, for this transaction only) so the
-    HNSW index serves every indexed dimension: with SEARCH_EF at 400 the planner would scan a
+    HNSW index serves every indexed dimension: with ef_search at 400 the planner would scan a
     table of 10,000 rows instead (an exact scan costs it about the same there). A dimension
     without an index, or a small collection (through its unique index), is still searched
     exactly: the setting only makes a full scan the last resort."""
-    connection.execute(
-        text(
-            "SELECT set_config('hnsw.ef_search', :ef, true), "
-            "set_config('hnsw.iterative_scan', 'strict_order', true), "
-            "set_config('enable_seqscan', 'off', true)"
-        ),
-        {"ef": str(SEARCH_EF)},
-    )
+    connection.execute(SETTINGS_SQL, {"ef": str(ef_search)})
     return {"query": _floats(query), "model": model, "collection_id": collection, "k": k}
 
 

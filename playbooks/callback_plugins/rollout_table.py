@@ -1,0 +1,1 @@
+../../callback_plugins/rollout_table.py
