@@ -4,9 +4,10 @@ engines), reached over SSH as the deploy user with sudo, bare before each cold d
 
 1. bare hosts (molecule destroy, create, prepare of `fleet`): a cold one-host deploy of
    deploy.yml on the first backend host alone (an inventory of that host in `backend` and no
-   `database` group: its own PostgreSQL, as the default shape), then a code-change redeploy;
-2. bare hosts again: a cold fleet deploy (both backend hosts and the database host), then a
-   code-change redeploy rolled in batches.
+   `database` group: its own PostgreSQL, as the default shape), the same again (nothing
+   changed: the fast path), then a code-change redeploy;
+2. bare hosts again: the same three deploys of the fleet (both backend hosts and the database
+   host), the code change rolled in batches.
 Each figure is the wall time of `ansible-playbook`; the one-host one is the anchor.
 """
 
@@ -89,16 +90,15 @@ def measure(log_dir: Path) -> dict[str, Any]:
     ]
     bare_hosts()
     one = one_host_inventory()
-    host.say("fleet: cold one-host deploy")
-    figures["one_host_cold_s"] = timed(one, [], "one-host cold deploy", log_dir)
-    host.say("fleet: one-host code-change redeploy")
-    figures["one_host_code_change_s"] = timed(one, change, "one-host code-change", log_dir)
-    bare_hosts()
     fleet = EPHEMERAL / "inventory"
-    host.say("fleet: cold fleet deploy")
-    figures["fleet_cold_s"] = timed(fleet, [], "fleet cold deploy", log_dir)
-    host.say("fleet: fleet code-change redeploy")
-    figures["fleet_code_change_s"] = timed(fleet, change, "fleet code-change", log_dir)
+    for shape, inventory in (("one_host", one), ("fleet", fleet)):
+        if shape == "fleet":
+            bare_hosts()
+        name = shape.replace("_", "-")
+        for step, args in (("cold", []), ("no_change", []), ("code_change", change)):
+            what = f"{name} {step.replace('_', '-')} deploy"
+            host.say(f"fleet: {what}")
+            figures[f"{shape}_{step}_s"] = timed(inventory, args, what, log_dir)
     host.say("fleet: molecule destroy -s fleet")
     host.run(
         ["molecule", "destroy", "-s", "fleet"], "molecule destroy -s fleet", env=molecule_env()

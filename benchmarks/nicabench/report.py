@@ -153,6 +153,7 @@ def _fleet_rows(fleet: Mapping[str, Any]) -> list[Row]:
     """The fleet's deploys, the one-host deploy on the same hosts as the anchor."""
     names = (
         ("cold", "cold deploy, 2 backend hosts + database host"),
+        ("no_change", "no-change deploy, 2 backend hosts + database host"),
         ("code_change", "code-change redeploy, 2 backend hosts"),
     )
     rows = []

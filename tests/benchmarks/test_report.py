@@ -141,8 +141,10 @@ def test_json_holds_the_same_figures_with_nan_as_null(tmp_path: Path) -> None:
 def test_fleet_rows_put_the_one_host_deploy_beside_as_the_anchor() -> None:
     fleet = {
         "one_host_cold_s": 150.0,
+        "one_host_no_change_s": 10.0,
         "one_host_code_change_s": 60.0,
         "fleet_cold_s": 180.0,
+        "fleet_no_change_s": 25.0,
         "fleet_code_change_s": 90.0,
     }
     table = {r.measure: tuple(r) for r in rows({"fleet": fleet})}
@@ -150,6 +152,11 @@ def test_fleet_rows_put_the_one_host_deploy_beside_as_the_anchor() -> None:
         "180.0 s",
         "one host: 150.0 s",
         "1.20x",
+    )
+    assert table["no-change deploy, 2 backend hosts + database host"][2:] == (
+        "25.0 s",
+        "one host: 10.0 s",
+        "2.50x",
     )
     assert table["code-change redeploy, 2 backend hosts"][2:] == (
         "90.0 s",
