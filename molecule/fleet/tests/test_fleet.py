@@ -136,7 +136,8 @@ def test_the_release_with_a_migration_rolled_out_on_both_hosts():
 
 
 def test_the_canary_cut_over_before_the_second_host():
-    canary, second = record(CANARY), record(SECOND)
+    after = report("migration.json")["after"]
+    canary, second = after[CANARY], after[SECOND]
     assert canary["deployed_at"] < second["deployed_at"], (
         f"expected the canary first: {canary['deployed_at']} vs {second['deployed_at']}"
     )
@@ -170,15 +171,86 @@ def test_the_second_host_built_no_image():
     )
 
 
+# --- the dry run, the hooks and the rollback ----------------------------------------------
+
+
+def recaps(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP: host -> {ok, changed, unreachable, failed, ...}."""
+    rows = re.findall(r"^(nica-fleet-\S+)\s*:\s*(.+)$", output, flags=re.M)
+    return {
+        host: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counts)}
+        for host, counts in rows
+    }
+
+
+def test_the_dry_run_of_the_next_release_runs_to_the_end_on_every_host():
+    runs, output = report("dryrun.json"), log("dryrun.log")
+    assert runs["rc"] == 0, (
+        f"deploy.yml --check --diff on the fleet exited {runs['rc']}: {output[-3000:]}"
+    )
+    counts = recaps(output)
+    assert sorted(counts) == sorted(ADDRESS) and all(c["failed"] == 0 for c in counts.values()), (
+        counts
+    )
+    assert "would build nica-pro-backend:" in flat(output), "the dry run did not say it would build"
+
+
+def test_the_dry_run_changed_nothing_on_any_host():
+    runs = report("dryrun.json")
+    changed = [host for host in runs["before"] if runs["after"][host] != runs["before"][host]]
+    assert sorted(runs["before"]) == sorted(ADDRESS) and not changed, (
+        f"deploy.yml --check --diff changed {changed}"
+    )
+
+
+def hook_calls(run: str) -> list[tuple[str, str, str]]:
+    """(host, phase, release) of each hook call of one run, in order (hooks/record_call.yml)."""
+    lines = (REPORTS / "hooks.log").read_text().splitlines()
+    return [tuple(line.split()[1:4]) for line in lines if line.split()[0] == run]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("run", ["deploy", "rollback"])
+def test_the_hooks_took_each_host_out_and_back_in_batch_order(run):
+    calls = [(host, phase) for host, phase, _ in hook_calls(run)]
+    expected = [(CANARY, "pre"), (CANARY, "post"), (SECOND, "pre"), (SECOND, "post")]
+    assert calls == expected, f"{run}: hook calls {calls}, expected {expected}"
+
+
+def test_the_hooks_were_told_the_release_each_host_went_to():
+    migrated, rolled_back = report("migration.json")["after"], report("rollback.json")["after"]
+    for run, records in (("deploy", migrated), ("rollback", rolled_back)):
+        told = sorted((host, phase, release) for host, phase, release in hook_calls(run))
+        went = sorted(
+            (host, phase, records[host]["release"])
+            for host in (CANARY, SECOND)
+            for phase in ("pre", "post")
+        )
+        assert told == went, f"{run}: the hooks were told {told}, the hosts went to {went}"
+
+
+def test_the_rollback_brought_both_hosts_back_to_the_converged_release():
+    runs, converged = report("rollback.json"), report("converged.json")
+    assert runs["rc"] == 0, f"rollback.yml failed: {log('rollback.log')[-3000:]}"
+    images = {host: runs["after"][host]["image"] for host in (CANARY, SECOND)}
+    assert images == {host: converged["images"][host] for host in (CANARY, SECOND)}, images
+    rows = table(log("rollback.log"))
+    assert {host: state for host, (_, state) in rows.items()} == {
+        CANARY: "rolled back",
+        SECOND: "rolled back",
+    }, rows
+
+
 # --- how the image travelled: an archive at converge, the registry for the next release -----
 
 REGISTRY = "10.99.83.20:5000"  # Debian's docker-registry on the database host (prepare.yml)
 IMAGE_CACHE = REPO / "build" / "image-cache"  # backend_image_cache_dir's default
 
 
-def archive_of(image: str) -> Path:
-    """The controller's cached archive of `image` (roles/backend/tasks/ship.yml names it)."""
-    return IMAGE_CACHE / f"{image.replace('/', '_').replace(':', '_')}-x86_64.tar"
+def archives_of(image: str) -> list[str]:
+    """The controller's cached archives of `image`, any build of its tag
+    (roles/backend/tasks/ship.yml names them <name>_<tag>-<arch>-<12 hex of the image ID>.tar)."""
+    prefix = f"{image.replace('/', '_').replace(':', '_')}-x86_64-"
+    return sorted(path.name for path in IMAGE_CACHE.glob(f"{prefix}*.tar"))
 
 
 def test_the_converged_release_came_to_the_second_host_as_an_archive():
@@ -188,11 +260,15 @@ def test_the_converged_release_came_to_the_second_host_as_an_archive():
         f"one image ID expected after converge: {ids}"
     )
     assert converged["images"][SECOND] == image, converged["images"]
-    assert archive_of(image).is_file(), f"no archive of {image} in {IMAGE_CACHE}"
+    expected = f"{image.replace('/', '_').replace(':', '_')}-x86_64-{ids[CANARY][7:19]}.tar"
+    assert archives_of(image) == [expected], (
+        f"expected the archive of the image the canary built ({expected}) in {IMAGE_CACHE},"
+        f" alone of its tag: {archives_of(image)}"
+    )
 
 
 def test_the_next_release_came_to_the_second_host_through_the_registry():
-    image = record(CANARY)["image"]
+    image = report("migration.json")["after"][CANARY]["image"]
     name, tag = image.rsplit(":", 1)
     login = yaml.safe_load((SCENARIO / "inventory" / "host_vars" / f"{SECOND}.yml").read_text())
     user, password = (
@@ -207,7 +283,7 @@ def test_the_next_release_came_to_the_second_host_through_the_registry():
     assert tag in tags, f"{image} is not in the registry, which holds {name}: {tags}"
     digests = on(SECOND, "docker", "image", "inspect", "-f", "{{json .RepoDigests}}", image).stdout
     assert f"{REGISTRY}/{name}@sha256:" in digests, f"{SECOND} did not pull {image}: {digests}"
-    assert not archive_of(image).exists(), f"{image} also went through the controller"
+    assert not archives_of(image), f"{image} also went through the controller"
 
 
 # --- one shared database -------------------------------------------------------------------
@@ -303,12 +379,83 @@ def test_backup_dumps_the_shared_database_on_the_database_host():
     )
 
 
-def test_restore_refuses_a_fleet_naming_the_database_host():
-    assert report("operations.json")["restore_rc"] != 0, "restore.yml ran on a fleet"
-    refusals = results_by_host(log("restore.log"), "Refuse a fleet or an external database")
-    texts = [flat(text) for text in refusals.values()]
-    assert texts and all(
-        "restores the database of a one-host stack" in text
-        and f"on {DATABASE}, shared by every backend host" in text
-        for text in texts
-    ), f"expected the refusal naming {DATABASE} on every backend host: {texts}"
+def fingerprints(name: str) -> dict[str, str]:
+    """Each host's fingerprint (side_effect.yml's __fingerprint) from a restore-*.after file."""
+    sections = re.split(r"^== (\S+)$", (REPORTS / name).read_text(), flags=re.M)
+    return {sections[i]: sections[i + 1] for i in range(1, len(sections) - 1, 2)}
+
+
+def serving_started_at(fingerprint: str, host: str) -> str:
+    """`<status> <started at>` of the container of the slot `host` records as serving."""
+    container = f"/nica-backend-{record(host)['slot']}-1 "
+    line = next(line for line in fingerprint.splitlines() if line.startswith(container))
+    return " ".join(line.split()[2:4])
+
+
+def test_restore_of_a_missing_backup_stops_before_anything_changes():
+    assert report("operations.json")["restore_rc"]["missing"] != 0, (
+        "restore.yml of missing.dump succeeded"
+    )
+    text = flat(log("restore-missing.log"))
+    assert f"No backup missing.dump in /opt/nica/backups on {DATABASE}; there are:" in text, text[
+        -2000:
+    ]
+    assert fingerprints("restore-missing.after") == fingerprints("restore-before.after"), (
+        "a refused restore changed a host of the fleet"
+    )
+
+
+def test_restore_with_a_backend_host_left_out_restores_nothing_and_serves_again():
+    assert report("operations.json")["restore_rc"]["limited"] != 0, (
+        "restore.yml ran with a backend host that may still serve"
+    )
+    text = flat(log("restore-limited.log"))
+    assert f"Nothing restored: {SECOND}: not in this run" in text, text[-2000:]
+    before, after = fingerprints("restore-before.after"), fingerprints("restore-limited.after")
+    assert after[SECOND] == before[SECOND] and after[DATABASE] == before[DATABASE], (
+        "the refused restore touched the host left out or the database host"
+    )
+    started = serving_started_at(after[CANARY], CANARY)
+    assert started.startswith("running ") and started != serving_started_at(
+        before[CANARY], CANARY
+    ), f"{CANARY} should have stopped and served again, its serving container: {started}"
+
+
+def test_restore_stops_every_backend_host_restores_then_serves_again():
+    assert report("operations.json")["restore_rc"]["done"] == 0, (
+        "restore.yml failed on the fleet, see build/reports/fleet/restore-done.log"
+    )
+    before, after = fingerprints("restore-before.after"), fingerprints("restore-done.after")
+    for host in (CANARY, SECOND):
+        was, now = serving_started_at(before[host], host), serving_started_at(after[host], host)
+        assert now.startswith("running ") and now != was, (
+            f"{host}'s serving container should have stopped and started again: {was} -> {now}"
+        )
+        status, body = http("GET", f"http://{ADDRESS[host]}:8000/readyz")
+        assert status == 200, f"{host} is not ready after the restore: {body}"
+
+
+def test_restore_put_the_database_back_to_the_backup():
+    runs = report("operations.json")
+    assert runs["after_backup"] in runs["found_before_restore"], (
+        f"the document stored after the backup was not found before the restore: {runs}"
+    )
+    query = urllib.parse.urlencode({"q": "harbour cranes written after the fleet's backup", "k": 5})
+    _, body = http("GET", f"http://{ADDRESS[SECOND]}:8000/v1/search?{query}")
+    titles = [hit["title"] for hit in body["data"]]
+    assert runs["after_backup"] not in titles, (
+        f"the document stored after the backup is still there after the restore: {titles}"
+    )
+    backups = on(DATABASE, "ls", "/opt/nica/backups").stdout.split()
+    assert any(name.endswith("-before-restore.dump") for name in backups), (
+        f"no backup of the database as it was before the restore on {DATABASE}: {backups}"
+    )
+
+
+@pytest.mark.parametrize("host", [CANARY, SECOND, DATABASE])
+def test_restore_is_in_every_hosts_audit_log(host):
+    lines = on(host, "cat", "/opt/nica/state/audit.jsonl").stdout.splitlines()
+    last = json.loads(lines[-1]) if lines else {}
+    assert (last.get("action"), last.get("result")) == ("restore", "ok"), (
+        f"{host}'s last audit entry should be the restore, ok: {last}"
+    )
