@@ -94,7 +94,11 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
-            await self._arrived.wait()
+            # Level-triggered: while a live request is queued the worker never waits for the
+            # signal (a request left queued with the event clear would wait for the next one).
+            if not self._has_live_jobs():
+                self._arrived.clear()
+                await self._arrived.wait()
             await self._gather()
             # A free slot first: while every slot is busy, requests keep joining the queue.
             slot = object()
@@ -126,6 +130,9 @@ class Batcher:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def _has_live_jobs(self) -> bool:
+        return any(not job.future.done() for job in self._queue)
 
     def _queued_tokens(self) -> int:
         return sum(job.tokens for job in self._queue if not job.future.done())
