@@ -10,7 +10,7 @@ from anyio import CapacityLimiter
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from src import embeddings, telemetry
+from src import embeddings, telemetry, worker_readiness
 from src.api import collections, documents, errors, health, models
 from src.api import embeddings as embeddings_api
 from src.api.body_limit import BodyLimit
@@ -18,7 +18,7 @@ from src.backfill import run_backfill
 from src.database.migrations import head_revision
 from src.database.session import create_engine_from_settings
 from src.embeddings.batching import Batchers, BatchLimits
-from src.embeddings.registry import EmbeddingModels, EncoderLoader
+from src.embeddings.registry import OK, EmbeddingModels, EncoderLoader
 from src.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,11 +50,15 @@ def create_app(
         )
         app.state.batchers = Batchers(limits, CapacityLimiter(forward_passes))
         if settings.models:
-            # Then, in the same thread, embed the documents stored without an embedding.
+            # Then, in the same thread, tell the other uvicorn workers this one has its models
+            # (src.worker_readiness) and embed the documents stored without an embedding.
+            def after_loading() -> None:
+                if settings.uvicorn_workers > 1 and app.state.embedding_models.status() == OK:
+                    worker_readiness.mark_loaded()
+                run_backfill(app.state.engine, app.state.embedding_models, settings)
+
             app.state.embedding_models.start_loading(
-                settings.hf_home,
-                load_encoder,
-                then=lambda: run_backfill(app.state.engine, app.state.embedding_models, settings),
+                settings.hf_home, load_encoder, then=after_loading
             )
         logger.info(
             "startup: database %s, schema head %s, HF_HOME %s, models %s",

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from src import worker_readiness
 from src.database.compat import OK, serving_status
 from src.database.migrations import ReleaseSchema
 from src.database.session import error_reason
@@ -95,11 +96,14 @@ def check_all(
     models = locked_reason(settings.hf_home, settings.hf_cache_marker) or check_models(
         settings.hf_home, settings.models
     )
+    embeddings = embedding_models.status()
+    if embeddings == OK:  # this worker's models; then every other worker's (UVICORN_WORKERS)
+        embeddings = worker_readiness.status(settings.uvicorn_workers)
     return Readiness(
         {
             "database": database,
             "schema": schema,
             "models": Check.from_text(models),
-            "embeddings": Check.from_text(embedding_models.status()),
+            "embeddings": Check.from_text(embeddings),
         }
     )

@@ -90,6 +90,7 @@ class Settings:
     tracing: Tracing | None = None  # None: no traces exported
     hf_cache_marker: str = ""
     search_ef_search: int = DEFAULT_SEARCH_EF_SEARCH
+    uvicorn_workers: int = 1  # src.worker_readiness: /readyz waits for every worker's models
 
     @property
     def database_url_safe(self) -> str:
@@ -116,6 +117,7 @@ class Settings:
             tracing=tracing_from_env(env),
             hf_cache_marker=hf_cache_marker_from_env(env),
             search_ef_search=search_ef_search_from_env(env),
+            uvicorn_workers=_positive_int(env, "UVICORN_WORKERS", 1),
         )
 
 

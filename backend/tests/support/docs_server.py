@@ -1,4 +1,5 @@
-"""The backend under uvicorn on a free loopback port, for checks through a real browser."""
+"""The backend under uvicorn on a free loopback port, for checks through a real browser and
+with several workers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,15 +44,25 @@ def _wait_until_serving(url: str, process: subprocess.Popen[str], timeout: float
 
 
 @contextmanager
-def serving(hf_home: Path, app: str = "src.main:app", timeout: float = 30) -> Iterator[str]:
-    """uvicorn with `app` (the image's src.main:app by default) on 127.0.0.1; yields its base
-    URL. No models and an unreachable database: the docs page needs neither."""
+def serving(
+    hf_home: Path,
+    app: str = "src.main:app",
+    timeout: float = 30,
+    environ: Mapping[str, str] | None = None,
+    workers: int = 1,
+) -> Iterator[str]:
+    """uvicorn with `app` (the image's src.main:app by default) on 127.0.0.1 with `workers`
+    worker processes; yields its base URL. By default no models and an unreachable database
+    (the docs page needs neither); `environ` adds to or replaces the variables."""
     port = free_port()
     env = base_env(
         DATABASE_URL=f"postgresql+psycopg://app@127.0.0.1:{closed_port()}/app",
         HF_HOME=str(hf_home),
+        UVICORN_WORKERS=str(workers),
     )
+    env.update(environ or {})
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers)]
     if not app.endswith(":app"):
         command.append("--factory")
     process = subprocess.Popen(
