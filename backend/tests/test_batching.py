@@ -5,6 +5,7 @@ and a client that disconnects from the real server."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
@@ -300,3 +301,43 @@ def test_a_body_over_the_limit_is_413_in_the_openai_shape(
     error = response.json()["error"]
     assert (error["type"], error["code"]) == ("invalid_request_error", "request_too_large")
     assert "MAX_REQUEST_BODY_BYTES" in error["message"], error["message"]
+
+
+def test_under_random_traffic_no_request_is_left_queued(minilm_encoder: Encoder) -> None:
+    """Bursts and lone requests of mixed sizes, some cancelled while queued, two slots and a
+    batch budget that leaves requests over for the next batch: every request that was not
+    cancelled is answered, with its own vectors, without waiting for a later arrival."""
+    rng = random.Random(20261130)  # noqa: S311 (a repeatable test load, not a secret)
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "by", "a", "bank"]
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(30)]
+    alone = {text: minilm_encoder.encode([text]).vectors[0] for text in texts}
+    batcher = Batcher(minilm_encoder, limits(wait_s=0.002, tokens=96), CapacityLimiter(2))
+
+    async def run() -> tuple[int, list[str]]:
+        served, problems = 0, []
+        for _ in range(40):  # bursts, each followed by silence: nothing arrives to wake a stray
+            chosen = rng.choices(texts, k=rng.randint(1, 12))
+            tasks = [asyncio.create_task(batcher.embed([text])) for text in chosen]
+            await asyncio.sleep(rng.choice([0, 0.001, 0.003]))
+            cancelled = {i for i in range(len(tasks)) if rng.random() < 0.15}
+            for i in cancelled:
+                tasks[i].cancel()
+            done, pending = await asyncio.wait(tasks, timeout=5)
+            if pending:
+                problems.append(f"{len(pending)} of {len(tasks)} requests still waiting after 5 s")
+                for task in pending:
+                    task.cancel()
+            for i, (task, text) in enumerate(zip(tasks, chosen, strict=True)):
+                if task in done and not task.cancelled():
+                    served += 1
+                    if not np.allclose(task.result().vectors[0], alone[text], atol=1e-5):
+                        problems.append(f"{text!r} got another text's vector")
+                elif i not in cancelled and task in done:
+                    problems.append(f"request {i} was cancelled without being cancelled")
+            await asyncio.sleep(rng.choice([0, 0.01]))
+        await batcher.close()
+        return served, problems
+
+    served, problems = asyncio.run(run())
+    assert problems == [], problems[:5]
+    assert served > 100, f"only {served} requests served"
