@@ -54,7 +54,10 @@ def create_app(
             # (src.worker_readiness) and embed the documents stored without an embedding.
             def after_loading() -> None:
                 if settings.uvicorn_workers > 1 and app.state.embedding_models.status() == OK:
-                    worker_readiness.mark_loaded()
+                    try:
+                        worker_readiness.mark_loaded()
+                    except OSError as error:  # /readyz then names the workers it waits for
+                        logger.warning("startup: cannot note this worker loaded: %s", error)
                 run_backfill(app.state.engine, app.state.embedding_models, settings)
 
             app.state.embedding_models.start_loading(
