@@ -65,6 +65,7 @@ def test_plain_postgresql_scheme_uses_psycopg() -> None:
         ({"SEARCH_EF_SEARCH": "0"}, "SEARCH_EF_SEARCH"),
         ({"SEARCH_EF_SEARCH": "1001"}, "SEARCH_EF_SEARCH"),
         ({"SEARCH_EF_SEARCH": "lots"}, "SEARCH_EF_SEARCH"),
+        ({"UVICORN_WORKERS": "0"}, "UVICORN_WORKERS"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:
