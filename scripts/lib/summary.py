@@ -85,8 +85,36 @@ def refused_skips(skips: list[Skip], allowed: list[Allowed], ci: bool) -> list[S
     return refused
 
 
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes:3d}:{rest:02d}"
+
+
+def times(report_dir: Path) -> list[str]:
+    """Where the time went: each step of scripts/test (steps.tsv), and under a Molecule
+    step its actions (stepNN.actions.tsv, from scripts/lib/steptime.py), in order."""
+    steps = report_dir / "steps.tsv"
+    if not steps.exists():
+        return []
+    lines, total = ["time (min:s)  step"], 0.0
+    for number, row in enumerate(steps.read_text(encoding="utf-8").splitlines(), start=1):
+        name, seconds, rc = row.split("\t")
+        total += float(seconds)
+        status = "" if rc == "0" else f"  (failed: exit {rc})"
+        lines.append(f"      {clock(float(seconds))}  {name}{status}")
+        actions = report_dir / f"step{number:02d}.actions.tsv"
+        if actions.exists():
+            for action_row in actions.read_text(encoding="utf-8").splitlines():
+                scenario, action, action_seconds = action_row.split("\t")
+                lines.append(f"      {clock(float(action_seconds))}      {scenario} {action}")
+    lines.append(f"      {clock(total)}  all steps")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     report_dir, failed_steps = Path(argv[1]), argv[2:]
+    for line in times(report_dir):
+        print(line)
     try:
         allowed = read_allowed(ALLOWED_SKIPS)
     except (OSError, AllowListError) as error:

@@ -117,3 +117,49 @@ def test_allow_list_line_without_a_reason_is_refused_by_line(tmp_path: Path) -> 
     allow_list.write_text("# a comment\n\ntests.test_api::test_healthz\n", encoding="utf-8")
     with pytest.raises(module.AllowListError, match=r"^allowed_skips\.txt line 3: expected"):
         module.read_allowed(allow_list)
+
+
+STEPTIME = SUMMARY.with_name("steptime.py")
+
+
+def test_molecule_actions_are_timed_from_the_output_that_passes_through(tmp_path: Path) -> None:
+    # The lines Molecule prints when an action starts, colour codes and all.
+    output = (
+        "\x1b[2mINFO    \x1b[0m default ➜ create: \x1b[1mExecuting\x1b[0m\n"
+        "PLAY [Create] ***\n"
+        "INFO     default ➜ converge: Executing\n"
+        "ok: [host]\n"
+    )
+    log, actions = tmp_path / "step.log", tmp_path / "step.actions.tsv"
+    result = subprocess.run(
+        [sys.executable, str(STEPTIME), str(log), str(actions)],
+        input=output,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout == output, "the output must pass through unchanged"
+    rows = [line.split("\t") for line in actions.read_text(encoding="utf-8").splitlines()]
+    assert [row[:2] for row in rows] == [["default", "create"], ["default", "converge"]]
+    assert all(float(row[2]) >= 0 for row in rows)
+    stamped = log.read_text(encoding="utf-8").splitlines()
+    assert len(stamped) == 4 and stamped[1].split(maxsplit=1) == ["0.0", "PLAY [Create] ***"]
+
+
+def test_the_summary_prints_each_step_and_molecule_action_with_its_time(tmp_path: Path) -> None:
+    reports = write_report(tmp_path, PASSED)
+    (reports / "steps.tsv").write_text("ruff\t3\t0\nmolecule test\t125\t1\n", encoding="utf-8")
+    (reports / "step02.actions.tsv").write_text(
+        "default\tcreate\t20.4\ndefault\tconverge\t104.6\n", encoding="utf-8"
+    )
+    lines = summary(reports, ci=False).stdout.splitlines()
+    assert lines[:6] == [
+        "time (min:s)  step",
+        "        0:03  ruff",
+        "        2:05  molecule test  (failed: exit 1)",
+        "        0:20      default create",
+        "        1:45      default converge",
+        "        2:08  all steps",
+    ], lines
+    assert lines[-1] == "tests: 1 passed, 0 failed, 0 skipped"
