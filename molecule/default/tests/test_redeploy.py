@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -165,3 +166,27 @@ def test_restore_puts_the_database_back_and_is_health_checked():
         "the restored database is not the one backed up"
     )
     assert record["readyz_after_restore"] == 200
+
+
+def test_a_restore_never_prunes_the_backup_it_reads(host):
+    # restore.yml ran with backend_keep_backups=1 and the oldest backup: its before-restore
+    # dump prunes the folder, and must leave the named backup for pg_restore.
+    record = report("redeploy-migration.json")
+    restored = next(name for name in record["backups"] if name.endswith("-0003-to-0004.dump"))
+    assert record["restore_rc"]["before-0004"] == 0, log("restore-before-0004.log")[-3000:]
+    after = record["backups_after_restore"]
+    assert restored in after, f"the restore deleted the backup it was asked to restore: {after}"
+    assert any(name.endswith("-before-restore.dump") for name in after), after
+    assert not [name for name in after if name.endswith(".partial")], after
+
+
+def test_backup_yml_runs_under_the_deploy_lock_and_is_audited(host):
+    record = report("redeploy-migration.json")
+    assert any(name.endswith("-manual.dump") for name in record["backups"]), (
+        f"playbooks/backup.yml left no backup: {record['backups']}"
+    )
+    lines = host.file("/opt/nica/state/audit.jsonl").content_string.splitlines()
+    audit = [json.loads(line) for line in lines]
+    assert any(e["action"] == "backup" and e["result"] == "ok" for e in audit), (
+        "playbooks/backup.yml did not take the deploy lock (no `backup` entry in the audit log)"
+    )
