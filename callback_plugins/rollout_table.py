@@ -4,7 +4,7 @@ serving, state.
 Ansible stops a serial play at its first failure (deploy.yml's failure budget) and
 runs no later play, so the table cannot be a task: this callback prints it from what
 the run reported. Each backend host sets the fact ``backend_rollout_report``
-(``{"release": ..., "state": ...}``; roles/backend tasks_from: report) once before the
+(``{"release": ..., "state": ...}``; roles/cutover tasks_from: report) once before the
 rollout ("not reached") and again after its deploy ("rolled out", "unchanged"); a host
 whose deploy failed keeps the release its record names, with the failing task's message.
 Found beside deploy.yml (a playbook's ``callback_plugins/``) and on by itself; it prints

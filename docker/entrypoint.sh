@@ -2,7 +2,7 @@
 # Entrypoint of the backend image.
 #
 #   serve     (default) optional migrations, optional model prefetch, then uvicorn
-#   prepare   migrations + seed, then the model prefetch; exits. roles/backend runs
+#   prepare   migrations + seed, then the model prefetch; exits. roles/cutover runs
 #             this as a one-shot BEFORE it replaces the serving container, so a slow
 #             or failing download never takes the running version down.
 #   migrate   migrations + seed only

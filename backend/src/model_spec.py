@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# The one rule for a repo id and a revision, shared with roles/backend's validation and
+# The one rule for a repo id and a revision, shared with roles/backend_common's validation and
 # the fake Hub (tests/data/model_spec_examples.json: the examples they all agree on).
 # A repo id: two parts of letters, digits, '-', '_', '.', each starting and ending with a
 # letter or digit, at most 96 characters, no '--' or '..'. A revision (branch, tag or

@@ -63,7 +63,7 @@ def test_str_shows_repo_and_revision() -> None:
     assert str(ModelSpec("org/a", "v1")) == "org/a@v1"
 
 
-# The one rule (src/model_spec_rules.json) is shared with roles/backend and the fake Hub;
+# The one rule (src/model_spec_rules.json) is shared with roles/backend_common and the fake Hub;
 # all of them are held to this list (tests/roles/test_validate.py checks the other two).
 SHARED_EXAMPLES = json.loads(
     (

@@ -1,6 +1,6 @@
 """The two compose files agree: the guide's single backend (docker-compose.deploy.yml,
 the compose-only flow) and the host's blue/green slots (docker-compose.host.yml, what
-roles/backend deploys) are the same service apart from what makes a slot a slot."""
+roles/stack deploys) are the same service apart from what makes a slot a slot."""
 
 from __future__ import annotations
 

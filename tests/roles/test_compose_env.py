@@ -1,4 +1,4 @@
-"""roles/backend/templates/compose.env.j2 layers the remote database's compose file in
+"""roles/stack/templates/compose.env.j2 layers the remote database's compose file in
 (no PostgreSQL on the host) from the inventory's shape, not from the wired URL:
 rollback.yml and restore.yml do not wire a fleet's database URL, and a rollback that
 rendered the one-host file on a fleet host tried to start PostgreSQL there."""
@@ -13,7 +13,7 @@ import jinja2.meta
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "roles" / "backend" / "templates" / "compose.env.j2"
+TEMPLATE = REPO / "roles" / "stack" / "templates" / "compose.env.j2"
 LAYER = "COMPOSE_FILE=docker-compose.yml:docker-compose.remote-db.yml"
 
 SLOT = {
@@ -34,7 +34,7 @@ def render(**variables: Any) -> str:
         "ansible_managed": "Ansible managed",
         "backend_compose_project": "nica",
         "__backend_slots": ["blue", "green"],
-        "__backend_env_slots": {"blue": SLOT, "green": SLOT},
+        "stack_slots": {"blue": SLOT, "green": SLOT},
         "__backend_releases_dir": "/opt/nica/releases",
         "__backend_publish_host": "127.0.0.1",
         "backend_publish_port": 8000,

@@ -1,4 +1,4 @@
-"""deploy.yml's first check (roles/backend tasks_from: shape) tells the three inventory
+"""deploy.yml's first check (roles/backend_common tasks_from: shape) tells the three inventory
 shapes apart and refuses one that makes no sense, naming what to fix, before any host
 is contacted. Run for real in ansible-playbook, against inventories of local hosts."""
 
@@ -40,7 +40,7 @@ def run_shape(tmp_path: Path, inventory: dict[str, Any]) -> subprocess.Completed
                         {
                             "name": "Check",
                             "ansible.builtin.include_role": {
-                                "name": "backend",
+                                "name": "backend_common",
                                 "tasks_from": "shape",
                             },
                             "run_once": True,

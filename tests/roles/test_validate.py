@@ -1,4 +1,4 @@
-"""roles/backend's preflight (tasks/validate.yml) refuses what the backend refuses.
+"""roles/backend_common's preflight (tasks/validate.yml) refuses what the backend refuses.
 
 Also the settings it checks on its own: image references (a digest pins them) and
 the publish address.
@@ -69,7 +69,7 @@ def run_validate(tmp_path: Path, cases: dict[str, dict[str, Any]]) -> dict[str, 
                         {
                             "name": "Run the role's validation",
                             "ansible.builtin.include_role": {
-                                "name": "backend",
+                                "name": "backend_common",
                                 "tasks_from": "validate",
                             },
                             "vars": {
@@ -155,7 +155,7 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bool]:
 
 def test_the_role_accepts_and_refuses_the_shared_examples(verdicts: dict[str, bool]) -> None:
     wrong = [name for name, accepted in verdicts.items() if accepted != (" accept " in name)]
-    assert not wrong, f"roles/backend's validation disagrees with the examples: {wrong}"
+    assert not wrong, f"roles/backend_common's validation disagrees with the examples: {wrong}"
 
 
 def _fake_hub() -> Any:

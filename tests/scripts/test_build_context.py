@@ -1,6 +1,6 @@
 """scripts/build_context.py: the context archive is byte-for-byte reproducible.
 
-Its sha256 names the image tag (roles/backend), so the same checkout must give the same
+Its sha256 names the image tag (roles/release), so the same checkout must give the same
 bytes (an unchanged release is never rebuilt) and any changed byte another digest (a
 changed one always is). Run from the repository root: `.venv/bin/python -m pytest -q
 tests/scripts`.

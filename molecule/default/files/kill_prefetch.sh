@@ -11,7 +11,7 @@ while [ "$tries" -lt 3000 ]; do  # 5 minutes at most
     [ -f "$partial" ] || continue
     size=$(stat -c %s "$partial" 2>/dev/null || echo 0)
     [ "$size" -ge "$min" ] || continue
-    # roles/backend names the one-shot prepare container <project>-prepare.
+    # roles/cutover names the one-shot prepare container <project>-prepare.
     ids=$(docker ps -q --filter name='^nica-prepare$' | tr '\n' ' ')
     [ -n "$ids" ] || continue
     # shellcheck disable=SC2086  # one argument per container id

@@ -134,7 +134,7 @@ def cache_dir(sh) -> str:
 
 @pytest.fixture()
 def release(host: Any) -> dict[str, Any]:
-    """The release roles/backend recorded as deployed."""
+    """The release roles/cutover recorded as deployed."""
     return dict(json.loads(host.file("/opt/nica/state/release.json").content_string))
 
 

@@ -1,4 +1,4 @@
-"""The backend image roles/backend built on the host."""
+"""The backend image roles/release built on the host."""
 
 import json
 import re

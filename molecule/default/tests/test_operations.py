@@ -152,7 +152,7 @@ def test_the_serving_and_previous_release_stay_on_the_host(sh, release):
 
 
 def test_old_releases_are_pruned_with_their_images(sh, release):
-    keep = 3  # roles/backend's backend_keep_releases
+    keep = 3  # roles/backend_common's backend_keep_releases
     listing = sh("ls -t /opt/nica/releases").split()
     pinned = {release["release"], release["previous_release"]} | {
         slot["release"] for slot in release["slots"].values()

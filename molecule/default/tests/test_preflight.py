@@ -1,4 +1,4 @@
-"""roles/backend refuses bad input in preflight, naming the variable (side_effect_guard.yml)."""
+"""roles/backend_common refuses bad input in preflight, naming the variable (side_effect_guard.yml)."""
 
 import pytest
 import yaml
