@@ -1,24 +1,117 @@
-"""Shared helpers for the testinfra checks of the deployed host.
+"""Shared helpers for the checks of the deployed host (molecule verify: testinfra).
 
 The checks run on the controller and look at the Debian 13 host through Ansible's
-docker connection: `host.run` executes there, so `docker ...` talks to the host's
-own engine. Failure messages never include a secret: tokens are compared by hash.
+connection: `host.run` executes there, so `docker ...` talks to the host's own engine.
+Failure messages never include a secret: tokens are compared by hash.
+
+The modules run in STORIES order: first the day-2 stories, each a module whose fixture
+runs what an operator would (runs.py) and whose tests assert on it right away; then the
+checks of the host as those stories left it (the rest, alphabetically), the local Hub
+stopped by then (hub_commits), as on a host with no route to it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
-import re
+import os
 import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import testinfra
 import yaml
+from runs import http
 
 REPO = Path(__file__).resolve().parents[3]
 REPORTS = REPO / "build" / "reports"
+# The day-2 stories, in the order they run; every other module comes after them.
+STORIES = [
+    "test_tokens",
+    "test_compose_down",
+    "test_fast_path",
+    "test_dryrun",
+    "test_redeploy",
+    "test_prefetch_interrupted",
+    "test_guards",
+    "test_model_cache_keys",
+    "test_lock",
+]
+
+
+@pytest.fixture(scope="session")
+def session_host() -> Any:
+    """The scenario's one host for session-wide fixtures (testinfra's `host` is per module)."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    hosts = testinfra.get_hosts(["ansible://all"], ansible_inventory=inventory)
+    assert len(hosts) == 1, f"expected the scenario's one host in {inventory}, got {hosts}"
+    return hosts[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stories_start(session_host: Any) -> None:
+    """Where the fake Hub's request log stands before the first story (test_cached_models_*
+    checks that nothing after converge downloaded the deployed models again)."""
+    result = session_host.run(
+        "wc -l < /var/log/fake-hub/requests.jsonl > /var/log/fake-hub/side-effect-start"
+    )
+    assert result.rc == 0, result.stderr
+
+
+@pytest.fixture(scope="session")
+def hub_commits(session_host: Any, local_vars: dict[str, Any], token: str) -> dict[str, str]:
+    """The commit the local Hub serves for each deployed repo; then the Hub is stopped, as
+    on a host with no route to it: the checks that use this fixture run without it."""
+    commits = {}
+    for entry in local_vars["backend_hf_model_repos"]:
+        repo, _, revision = f"{entry}@main".partition("@")
+        revision = revision.split("@")[0]
+        status, body = http(
+            session_host,
+            f"http://127.0.0.1:8080/api/models/{repo}/revision/{revision}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert status == 200, f"the fake Hub answered {status} for {repo}@{revision}"
+        commits[repo] = body["sha"]
+    assert session_host.run("systemctl stop fake-hf-hub").rc == 0
+    return commits
+
+
+@pytest.fixture(scope="session")
+def next_releases() -> dict[str, Path]:
+    """Two test-only next releases on the controller, in build/next-releases/: copies of
+    the checkout with testing/next_release/0004 (backward compatible) and 0004 + 0005
+    (not). Deployed with -e backend_project_dir=<copy>, they build from it as a new
+    version of the code would (testing/next_release/README.md)."""
+    root = REPO / "build" / "next-releases"
+    releases = {"compatible": root / "next-compatible", "incompatible": root / "next-incompatible"}
+    migrations = sorted((REPO / "testing" / "next_release").glob("000*.py"))
+    for name, path in releases.items():
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.copytree(
+            REPO, path, symlinks=True, ignore=shutil.ignore_patterns("build", ".venv", ".git")
+        )
+        (path / "build").symlink_to(REPO / "build")
+        wanted = migrations[:1] if name == "compatible" else migrations[:2]
+        for migration in wanted:
+            shutil.copy(migration, path / "backend" / "migrations" / "versions" / migration.name)
+    return releases
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The stories first, in STORIES order (each changes the host the next one starts
+    from), then the other modules; tests keep their order within a module."""
+
+    def rank(item: pytest.Item) -> int:
+        module = item.module.__name__ if item.module else ""
+        return STORIES.index(module) if module in STORIES else len(STORIES)
+
+    items.sort(key=rank)
+
+
 COMPOSE_DIR = "/opt/nica/compose"
 SECRETS_DIR = f"{COMPOSE_DIR}/secrets"
 HUB_LOG = "/var/log/fake-hub/requests.jsonl"
@@ -39,49 +132,6 @@ def sha256(text: str) -> str:
 def protector_name(key: str) -> str:
     """The fscrypt protector roles/model_cache names after a key (a hash, not the key)."""
     return "nica-model-cache-" + sha256(f"nica-model-cache-protector:{key}")[:16]
-
-
-def report(name: str) -> Any:
-    """A JSON record the side effect left in build/reports."""
-    return json.loads((REPORTS / name).read_text())
-
-
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # in case a run's output was colored
-
-
-def guard_log(case: str) -> str:
-    """The output of one refused run of side_effect_guard.yml, without color codes."""
-    return ANSI_ESCAPE.sub("", (REPORTS / f"guard-{case}.log").read_text())
-
-
-TASK_HEADER = re.compile(r"^TASK \[(.+?)\]")
-TASK_STATUS = re.compile(r"^(ok|changed|skipping|failed|fatal): \[")
-
-
-def task_statuses(log: str) -> dict[str, list[str]]:
-    """Each task of an ansible-playbook output ("role : name") with the status line(s) it got."""
-    statuses: dict[str, list[str]] = {}
-    task = None
-    for line in ANSI_ESCAPE.sub("", log).splitlines():
-        if header := TASK_HEADER.match(line):
-            task = header.group(1)
-            statuses.setdefault(task, [])
-        elif task is not None and (status := TASK_STATUS.match(line)):
-            statuses[task].append(status.group(1))
-    return statuses
-
-
-def recap(log: str) -> dict[str, int]:
-    """The host's counters from an ansible-playbook output's PLAY RECAP line."""
-    lines = ANSI_ESCAPE.sub("", log).splitlines()
-    line = next(line for line in lines if re.match(r"^\S+\s+: ok=", line))
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
-
-
-@pytest.fixture(scope="module")
-def guards() -> Any:
-    """What side_effect_guard.yml recorded: exit codes, checksums, the serving container."""
-    return report("model-cache-guards.json")
 
 
 @pytest.fixture(scope="session")
@@ -110,8 +160,8 @@ def cache_key(local_vars: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="session")
 def rotated_key() -> str:
-    """The key the side effect rotated to, and back from."""
-    return str(yaml.safe_load((REPORTS / "new-key.yml").read_text())["model_cache_key"])
+    """The key test_model_cache_keys rotates to, and back from (a fresh one each run)."""
+    return base64.b64encode(os.urandom(32)).decode()
 
 
 @pytest.fixture()
@@ -144,36 +194,12 @@ def serving(release: dict[str, Any]) -> str:
     return f"nica-backend-{release['slot']}-1"
 
 
-def _request(host: Any, url: str, headers: dict[str, str] | None, body: Any) -> tuple[int, Any]:
-    """One HTTP request from the host itself (its python3; no curl on a minimal host)."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = dict(headers or {})
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    script = (
-        "import json, sys, urllib.request, urllib.error\n"
-        f"req = urllib.request.Request({url!r}, data={data!r}, headers={headers!r})\n"
-        "try:\n"
-        "    r = urllib.request.urlopen(req, timeout=30); code, body = r.status, r.read()\n"
-        "except urllib.error.HTTPError as e:\n"
-        "    code, body = e.code, e.read()\n"
-        "print(json.dumps({'status': code, 'body': body.decode()}))\n"
-    )
-    result = host.run(f"python3 -c {shlex.quote(script)}")
-    assert result.rc == 0, f"request to {url} failed on the host: {result.stderr.strip()}"
-    answer = json.loads(result.stdout)
-    try:
-        return answer["status"], json.loads(answer["body"])
-    except json.JSONDecodeError:
-        return answer["status"], answer["body"]
-
-
 @pytest.fixture()
 def http_post(host: Any):
     """POST JSON to a URL from the host; (status, parsed body)."""
 
     def post(url: str, body: Any) -> tuple[int, Any]:
-        return _request(host, url, None, body)
+        return http(host, url, body=body)
 
     return post
 
@@ -183,7 +209,7 @@ def http_get(host: Any):
     """GET a URL from the host itself."""
 
     def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        return _request(host, url, headers, None)
+        return http(host, url, headers=headers)
 
     return get
 

@@ -4,6 +4,9 @@ import math
 
 import pytest
 
+# The whole module runs with the local Hub stopped (hub_commits stops it).
+pytestmark = pytest.mark.usefixtures("hub_commits")
+
 URL = "http://127.0.0.1:8000/v1/embeddings"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 

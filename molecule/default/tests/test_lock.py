@@ -1,17 +1,33 @@
 """The deploy lock and the audit log (roles/deploy_lock), playbooks/lock.yml and logs.yml.
-
-Recorded by side_effect_lock.yml: a holder kept the lock while other runs tried, was
-killed with SIGKILL and taken over; a run waited for the lock; another controller's
-lease was refused while fresh and taken over once expired; lock.yml showed and released
-the lock; logs.yml refused bad input and, where the stack is deployed, printed its logs.
+Each run is a real ansible-playbook: lock_run.yml (a run under the lock that leaves the
+stack alone), lock.yml or logs.yml.
+1. a holder takes the lock and keeps it (in the background);
+2. a second run fails within 15 s naming the holder; a --check run too, writing nothing;
+   lock.yml shows the holder alive;
+3. the holder gets SIGKILL (kill -9); a --check run says it would take over and writes
+   nothing; lock.yml shows the holder gone; the next run takes over saying so;
+4. a run with deploy_lock_wait waits for a holder and gets the lock once it is released;
+5. leases: another controller's lock with a fresh heartbeat is refused, one whose
+   heartbeat is older than deploy_lock_stale_after is taken over;
+6. lock.yml -e deploy_lock_force_release=true under --check (nothing written), then for real;
+7. logs.yml: bad input is refused in one line; it prints every service's last lines, also
+   under --check.
 """
 
+import getpass
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ANSI_ESCAPE, REPORTS, report
+from runs import REPORTS, SCENARIO, Run, ansible_playbook, env, playbook, sh
 
 RECORD = "/opt/nica/state/deploy-lock.json"
 AUDIT = "/opt/nica/state/audit.jsonl"
@@ -29,16 +45,165 @@ AUDIT_FIELDS = {
     "run",
     "detail",
 }
+LOCK_RUN = str(SCENARIO / "lock_run.yml")
+# A run on another controller (a CI runner), as lock_run.yml's lookup would record it.
+FOREIGN = {
+    "id": "ci-runner-7:4242:99:feedbeef",
+    "controller_user": "jenkins",
+    "controller_host": "ci-runner-7",
+    "pid": 4242,
+    "pid_start": 99,
+    "boot_id": "feedbeef-0000-4000-8000-000000000000",
+    "pidns": "pid:[4026531836]",
+    "action": "deploy",
+}
+LOGS: dict[str, str] = {}
+
+
+def iso(delta_s: float = 0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=delta_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def checksums(host: Any) -> list[str]:
+    return [
+        host.file(path).sha256sum if host.file(path).exists else "absent"
+        for path in (RECORD, AUDIT)
+    ]
+
+
+def write_record(host: Any, record: dict[str, Any]) -> None:
+    sh(host, f"printf %s {json.dumps(json.dumps(record))} > {RECORD} && chmod 0640 {RECORD}")
+
+
+def hold(name: str, hold_until: Path, *args: str) -> subprocess.Popen[bytes]:
+    """lock_run.yml in the background, holding the lock until `hold_until` appears."""
+    hold_until.unlink(missing_ok=True)
+    Path(f"{hold_until}.held").unlink(missing_ok=True)
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], LOCK_RUN,
+               "-e", f"lock_test_hold_until={hold_until}", *args]  # fmt: skip
+    with (REPORTS / f"{name}.log").open("wb") as out:
+        return subprocess.Popen(
+            command, env=env(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def wait_for(path: Path, seconds: int, why: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
-def lock() -> dict[str, Any]:
-    return dict(report("lock.json"))
+def lock(host: Any) -> dict[str, Any]:
+    first, second = REPORTS / "lock-hold-first", REPORTS / "lock-hold-second"
+    done: dict[str, Any] = {
+        "host": host.backend.host,
+        "controller_host": socket.gethostname(),
+        "controller_user": os.environ.get("SUDO_USER") or getpass.getuser(),
+        "runs": {},
+        "checksums": {},
+    }
+    audit_before = host.file(AUDIT).content_string if host.file(AUDIT).exists else ""
+
+    def run(name: str, *args: str) -> Run:
+        result = ansible_playbook(name, *args)
+        done["runs"][name.removeprefix("lock-")] = {"rc": result.rc, "seconds": result.seconds}
+        LOGS[name] = result.output
+        return result
+
+    try:
+        # 1. a holder
+        holder = hold("lock-holder", first, "-e", "deploy_lock_action=deploy")
+        done["holder_pid"] = holder.pid
+        wait_for(
+            Path(f"{first}.held"),
+            120,
+            "the holder never took the lock; see build/reports/lock-holder.log",
+        )
+        # 2. runs against the live lock
+        before = checksums(host)
+        run("lock-second", LOCK_RUN, "-e", "deploy_lock_action=rollback")
+        run("lock-second-check", LOCK_RUN, "--check", "-e", "deploy_lock_action=rollback")
+        run("lock-show-alive", playbook("lock"))
+        done["checksums"]["live"] = [before, checksums(host)]
+        # 3. the holder is killed, as `kill -9` or a lost terminal does to an operator's run
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        first.touch()  # lets the killed holder's orphaned worker finish its wait
+        before = checksums(host)
+        run("lock-takeover-check", LOCK_RUN, "--check", "-e", "deploy_lock_action=restore")
+        run("lock-show-gone", playbook("lock"))
+        done["checksums"]["dead"] = [before, checksums(host)]
+        run("lock-takeover", LOCK_RUN, "-e", "deploy_lock_action=restore")
+        # 4. waiting for the lock
+        holder_again = hold("lock-holder-again", second, "-e", "deploy_lock_action=deploy")
+        done["holder_again_pid"] = holder_again.pid
+        wait_for(Path(f"{second}.held"), 120, "the second holder never took the lock")
+        waiter_log = REPORTS / "lock-waiter.log"
+        with waiter_log.open("wb") as out:
+            waiter = subprocess.Popen(
+                [
+                    "ansible-playbook",
+                    "-i",
+                    os.environ["MOLECULE_INVENTORY_FILE"],
+                    LOCK_RUN,
+                    "-e",
+                    "deploy_lock_action=key-rotation",
+                    "-e",
+                    "deploy_lock_wait=120",
+                ],
+                env=env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 120
+        while "RETRYING" not in waiter_log.read_text():
+            assert time.monotonic() < deadline, "the waiter never found the lock held"
+            time.sleep(0.5)
+        second.touch()
+        holder_again.wait(timeout=120)
+        done["runs"]["waiter"] = {"rc": waiter.wait(timeout=180)}
+        LOGS["lock-waiter"] = waiter_log.read_text()
+        # 5. leases of another controller
+        write_record(host, {**FOREIGN, "since": iso(-60), "heartbeat": iso()})
+        run("lock-lease-fresh", LOCK_RUN)
+        write_record(host, {**FOREIGN, "since": iso(-10800), "heartbeat": iso(-7200)})
+        run("lock-lease-expired", LOCK_RUN)
+        # 6. a forced release
+        write_record(
+            host, {**FOREIGN, "controller_user": "ops", "since": iso(), "heartbeat": iso()}
+        )
+        before = checksums(host)
+        run("lock-force-check", playbook("lock"), "--check", "-e", "deploy_lock_force_release=true")
+        done["checksums"]["force"] = [before, checksums(host)]
+        run("lock-force", playbook("lock"), "-e", "deploy_lock_force_release=true")
+        # 7. logs.yml
+        done["services"] = sh(
+            host, "cd /opt/nica/compose && docker compose config --services"
+        ).split()
+        for name, args in [
+            ("bad-lines", ["-e", "logs_lines=lots"]),
+            ("bad-since", ["-e", "logs_since=yesterday"]),
+            ("tail", ["-e", "logs_lines=5"]),
+            ("since-check", ["--check", "-e", "logs_since=24h", "-e", "logs_lines=3"]),
+            ("since-future", ["-e", "logs_since=2099-01-01T00:00:00Z"]),
+        ]:
+            result = ansible_playbook(f"logs-{name}", playbook("logs"), *args)
+            done["runs"][name] = {"rc": result.rc}
+            LOGS[f"logs-{name}"] = result.output
+    finally:
+        first.touch()
+        second.touch()
+    done["audit_before"] = audit_before
+    done["audit_after"] = host.file(AUDIT).content_string
+    return done
 
 
 def log(name: str) -> str:
-    """The output of one run of the side effect, without color codes."""
-    return ANSI_ESCAPE.sub("", (REPORTS / f"{name}.log").read_text())
+    """The output of one run of this story."""
+    return LOGS[name]
 
 
 def flat(text: str) -> str:
@@ -59,11 +224,10 @@ def holder(lock: dict[str, Any], pid_key: str = "holder_pid") -> str:
 
 
 @pytest.fixture(scope="module")
-def entries() -> list[dict[str, Any]]:
-    """The audit entries the side effect's runs added."""
-    before = (REPORTS / "lock-audit-before.jsonl").read_text()
-    after = (REPORTS / "lock-audit-after.jsonl").read_text()
-    return [json.loads(line) for line in after[len(before) :].splitlines() if line.strip()]
+def entries(lock: dict[str, Any]) -> list[dict[str, Any]]:
+    """The audit entries this story's runs added."""
+    added = lock["audit_after"][len(lock["audit_before"]) :]
+    return [json.loads(line) for line in added.splitlines() if line.strip()]
 
 
 # --- a second run against a live lock ---
@@ -126,13 +290,13 @@ def test_lock_yml_shows_the_killed_holder_gone(lock):
 
 
 def test_check_mode_run_says_it_would_take_over(lock):
-    assert lock["runs"]["takeover-check"]["rc"] == 0, "see build/reports/lock-takeover-check.log"
+    assert lock["runs"]["takeover-check"]["rc"] == 0, log("lock-takeover-check")[-3000:]
     warnings = lines_starting(log("lock-takeover-check"), "[WARNING]: Would take over")
     assert warnings, "the --check run did not say it would take the lock over"
 
 
 def test_next_run_takes_over_saying_the_holder_is_gone(lock):
-    assert lock["runs"]["takeover"]["rc"] == 0, "see build/reports/lock-takeover.log"
+    assert lock["runs"]["takeover"]["rc"] == 0, log("lock-takeover")[-3000:]
     wanted = (
         rf"\[WARNING\]: Took over the deploy lock of {lock['host']}: {holder(lock)} is gone: "
         rf"pid {lock['holder_pid']} no longer runs on {re.escape(lock['controller_host'])}$"
@@ -161,7 +325,7 @@ def test_taking_over_run_is_audited_as_its_action(entries):
 
 def test_waiting_run_gets_the_lock_once_it_is_released(lock):
     waiter = lock["runs"]["waiter"]
-    assert waiter["rc"] == 0, "see build/reports/lock-waiter.log"
+    assert waiter["rc"] == 0, log("lock-waiter")[-3000:]
     assert "RETRYING" in log("lock-waiter"), "the waiter never found the lock held"
 
 
@@ -183,7 +347,7 @@ def test_fresh_lease_of_another_controller_is_refused(lock):
 
 
 def test_expired_lease_is_taken_over(lock):
-    assert lock["runs"]["lease-expired"]["rc"] == 0, "see build/reports/lock-lease-expired.log"
+    assert lock["runs"]["lease-expired"]["rc"] == 0, log("lock-lease-expired")[-3000:]
     (warning,) = lines_starting(log("lock-lease-expired"), "[WARNING]: Took over")
     assert re.search(
         r"no heartbeat for \d+ s, more than deploy_lock_stale_after \(3600 s\)", warning
@@ -194,7 +358,7 @@ def test_expired_lease_is_taken_over(lock):
 
 
 def test_forced_release_under_check_says_what_it_would_release(lock):
-    assert lock["runs"]["force-check"]["rc"] == 0, "see build/reports/lock-force-check.log"
+    assert lock["runs"]["force-check"]["rc"] == 0, log("lock-force-check")[-3000:]
     assert "Would release the deploy lock" in flat(log("lock-force-check"))
 
 
@@ -221,10 +385,10 @@ def test_audit_log_is_0640_root(host):
     )
 
 
-def test_audit_log_was_only_appended_to():
-    before = (REPORTS / "lock-audit-before.jsonl").read_text()
-    after = (REPORTS / "lock-audit-after.jsonl").read_text()
-    assert after.startswith(before), "the audit log's earlier entries were changed"
+def test_audit_log_was_only_appended_to(lock):
+    assert lock["audit_after"].startswith(lock["audit_before"]), (
+        "the audit log's earlier entries were changed"
+    )
 
 
 def test_every_entry_has_the_audit_fields(entries):
@@ -264,25 +428,19 @@ def services_without_lines(lock: dict[str, Any], case: str) -> list[str]:
 
 
 def test_logs_prints_the_last_lines_of_every_service(lock):
-    if not lock["stack_deployed"]:
-        pytest.skip("no stack on the host (side_effect_lock.yml run stand-alone)")
-    assert lock["runs"]["tail"]["rc"] == 0, "see build/reports/logs-tail.log"
+    assert lock["runs"]["tail"]["rc"] == 0, log("logs-tail")[-3000:]
     missing = services_without_lines(lock, "tail")
     assert not missing, f"no timestamped lines of {missing}"
 
 
 def test_logs_prints_every_service_under_check(lock):
-    if not lock["stack_deployed"]:
-        pytest.skip("no stack on the host (side_effect_lock.yml run stand-alone)")
-    assert lock["runs"]["since-check"]["rc"] == 0, "see build/reports/logs-since-check.log"
+    assert lock["runs"]["since-check"]["rc"] == 0, log("logs-since-check")[-3000:]
     missing = services_without_lines(lock, "since-check")
     assert not missing, f"under --check, no lines of {missing}"
 
 
 def test_logs_since_leaves_out_older_lines(lock):
-    if not lock["stack_deployed"]:
-        pytest.skip("no stack on the host (side_effect_lock.yml run stand-alone)")
-    assert lock["runs"]["since-future"]["rc"] == 0, "see build/reports/logs-since-future.log"
+    assert lock["runs"]["since-future"]["rc"] == 0, log("logs-since-future")[-3000:]
     assert services_without_lines(lock, "since-future") == lock["services"], (
         "lines from before logs_since were printed"
     )

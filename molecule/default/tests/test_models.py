@@ -13,12 +13,6 @@ def manifest(host, cache_dir):
     return json.loads(host.file(f"{cache_dir}/prefetch-manifest.json").content_string)["models"]
 
 
-@pytest.fixture()
-def hub_commits(host):
-    """The commit the local Hub served per repo (recorded before it was stopped)."""
-    return json.loads(host.file("/var/log/fake-hub/commits.json").content_string)
-
-
 def test_every_model_is_cached_at_the_commit_the_hub_served(
     host, manifest, cache_dir, repo_ids, hub_commits
 ):
@@ -79,3 +73,16 @@ def test_only_the_needed_files_were_fetched(manifest, hub_log):
         r["path"] for r in hub_log if "pytorch_model.bin" in r["path"] or "/onnx/" in r["path"]
     ]
     assert asked == [], f"the Hub was asked for skipped formats: {asked[:3]}"
+
+
+def test_cached_models_survive_without_a_download(host, hub_log, repo_ids):
+    # Files of the deployed repos only, since the first story: test_prefetch_interrupted
+    # also adds a repo for a while, whose files are downloaded on purpose.
+    start = int(host.file("/var/log/fake-hub/side-effect-start").content_string)
+    downloads = [
+        r
+        for r in hub_log[start:]
+        if r["method"] == "GET"
+        and any(r["path"].startswith(f"/{repo}/resolve/") for repo in repo_ids)
+    ]
+    assert downloads == [], f"the redeploys downloaded model files again: {downloads[:3]}"

@@ -1,24 +1,103 @@
-"""A prefetch killed mid-download on the deployed host, then finished by the next deploy.
-
-Recorded by side_effect_interrupted.yml: the one-shot `prepare` container got SIGKILL while
-it streamed the weights of an added repo (the same files as the public one), then the same
-deploy ran again at full speed.
+"""A prefetch killed mid-download on the deployed host (SIGKILL: the memory limit, a power
+cut, `docker kill`), then finished by the next deploy:
+1. a deploy adds a repo (nica/minilm-interrupted, the same files as the public one) while
+   the local Hub streams slowly; once part of the weights is on disk, the one-shot
+   `prepare` container gets SIGKILL. The deploy must fail saying so, the serving release
+   must go on serving, the cache must hold no partial file that looks complete and no
+   manifest entry for the repo;
+2. the same deploy again, the Hub at full speed but answering 503 to each file's first
+   GET: the prefetch retries, the snapshot is completed, only the missing files are
+   fetched, and the new model gives the public one's vectors;
+3. deploy.yml with the inventory's repos again, for the stories that follow.
 """
 
 import hashlib
+import json
+import time
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REPO, REPORTS, report
+from runs import REPO, deploy, http, inspect, serving, sh, vars_file
 
 SOURCE = REPO / "build" / "hub-data" / "all-MiniLM-L6-v2"  # what the fake Hub serves for it
 WEIGHTS = "model.safetensors"
+REPO_ID = "nica/minilm-interrupted"
+KILLED = "/var/log/fake-hub/prefetch-killed.json"
+HUB_LOG = "/var/log/fake-hub/requests.jsonl"
+TOOLS = "/usr/local/lib/nica-tests"  # prepare.yml installs molecule/default/files/ there
+SENTENCE = "A deploy killed halfway must not leave a model that looks complete."
+
+
+def hub_faults(host: Any, faults: str) -> None:
+    """Restart the fake Hub with the test faults given (prepare.yml: FAKE_HUB_FAULTS)."""
+    sh(
+        host,
+        f"echo 'FAKE_HUB_FAULTS={faults}' > /etc/fake-hub/faults.env"
+        " && systemctl restart fake-hf-hub",
+    )
+    deadline = time.monotonic() + 30
+    while (
+        host.run(
+            "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8080), 1)'"
+        ).rc
+        != 0
+    ):
+        assert time.monotonic() < deadline, "the fake Hub did not come back"
+        time.sleep(0.5)
+
+
+def log_lines(host: Any) -> int:
+    return int(sh(host, f"wc -l < {HUB_LOG}").strip())
 
 
 @pytest.fixture(scope="module")
-def run() -> dict[str, Any]:
-    return dict(report("interrupted-prefetch.json"))
+def run(host: Any, local_vars: dict[str, Any]) -> dict[str, Any]:
+    cache = sh(host, "docker volume inspect -f '{{.Options.device}}' hf-cache").strip()
+    repo_dir = f"{cache}/hub/models--{REPO_ID.replace('/', '--')}"
+    variables = vars_file(
+        "interrupted-repos",
+        {"backend_hf_model_repos": [*local_vars["backend_hf_model_repos"], REPO_ID]},
+    )
+    before = inspect(host, serving(host))
+    done: dict[str, Any] = {"repo": REPO_ID, "before": [before["Id"], before["State"]["StartedAt"]]}
+    hub_faults(host, "--throttle 2000000")  # 2 MB/s
+    start = log_lines(host)
+    # A transient unit watches while the deploy below runs.
+    sh(
+        host,
+        f"rm -f {KILLED} && systemd-run --unit=nica-kill-prefetch --collect"
+        f" {TOOLS}/kill_prefetch.sh {repo_dir}/blobs 1048576 {KILLED}",
+    )
+    killed = deploy("interrupted-deploy", "-e", variables)
+    host.run("systemctl stop nica-kill-prefetch")
+    assert host.file(KILLED).exists, (
+        f"the prepare container was never killed (no partial download appeared): {killed}"
+    )
+    done["killer"] = json.loads(host.file(KILLED).content_string)
+    done["killed_deploy"] = killed
+    after = inspect(host, serving(host))
+    done["after"] = [after["Id"], after["State"]["StartedAt"]]
+    done["readyz_after"], _ = http(host, "http://127.0.0.1:8000/readyz")
+    done["tree_killed"] = json.loads(sh(host, f"python3 {TOOLS}/cache_tree.py {repo_dir}"))
+    done["manifest_killed"] = json.loads(
+        host.file(f"{cache}/prefetch-manifest.json").content_string
+    )["models"]
+    hub_faults(host, "--fail-first 1")
+    retry = log_lines(host)
+    done["redeploy"] = deploy("interrupted-redeploy", "-e", variables)
+    done["hub_log"] = {"start": start, "retry": retry, "end": log_lines(host)}
+    hub_faults(host, "")
+    done["tree_done"] = json.loads(sh(host, f"python3 {TOOLS}/cache_tree.py {repo_dir}"))
+    done["manifest_done"] = json.loads(host.file(f"{cache}/prefetch-manifest.json").content_string)[
+        "models"
+    ]
+    done["embeddings"] = [
+        http(host, "http://127.0.0.1:8000/v1/embeddings", {"input": SENTENCE, "model": model})[1]
+        for model in (REPO_ID, local_vars["backend_hf_model_repos"][0])
+    ]
+    done["back_to_the_inventory"] = deploy("interrupted-back")
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +131,10 @@ def test_the_prepare_container_was_killed_mid_file(run):
 
 
 def test_the_killed_deploy_failed_naming_the_kill(run):
-    assert run["killed_deploy_rc"] != 0, "a deploy whose prepare step was killed must fail"
-    log = (REPORTS / "interrupted-deploy.log").read_text()
-    failures = [line for line in log.splitlines() if "was not rolled out" in line]
+    assert run["killed_deploy"].rc != 0, "a deploy whose prepare step was killed must fail"
+    failures = [
+        line for line in run["killed_deploy"].output.splitlines() if "was not rolled out" in line
+    ]
     assert failures, "the killed deploy did not say the release was not rolled out"
     assert any(
         "killed by SIGKILL (exit 137" in line and "Still serving:" in line for line in failures
@@ -95,7 +175,7 @@ def test_the_killed_prefetch_recorded_nothing(run):
 
 
 def test_the_next_deploy_completed_the_snapshot(run, source):
-    assert run["redeploy_rc"] == 0, "see build/reports/interrupted-redeploy.log"
+    assert run["redeploy"].rc == 0, str(run["redeploy"])
     entry = run["manifest_done"][run["repo"]]
     files = snapshot_files(run["tree_done"])
     commits = {path.split("/")[1] for path in run["tree_done"] if path.startswith("snapshots/")}
@@ -155,6 +235,10 @@ def test_the_completed_model_gives_the_same_vectors(run):
     a = np.array(completed["data"][0]["embedding"])
     b = np.array(public["data"][0]["embedding"])
     assert np.allclose(a, b, atol=1e-6), f"max difference {np.abs(a - b).max()}"
+
+
+def test_the_inventorys_repos_deploy_again(run):
+    assert run["back_to_the_inventory"].rc == 0, str(run["back_to_the_inventory"])
 
 
 def test_no_partial_file_is_left_in_the_cache(sh, cache_dir):

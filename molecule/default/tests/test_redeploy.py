@@ -1,4 +1,17 @@
-"""Redeploys and a rollback under a steady client (side_effect_redeploy.yml): no request dropped."""
+"""Redeploys and rollbacks under a steady client (testing/load/steady_client.py), each of
+which must drop no request:
+1. a configuration change (a new stack.env: a new release, cut over blue/green);
+2. a release that never becomes ready (uvicorn refuses its log level): the proxy never
+   switches, the serving slot is untouched, the deploy fails with its logs;
+3. playbooks/rollback.yml back to the release before the change, then status.yml;
+4. a code change: the next release (testing/next_release/0004, a backward compatible
+   migration), a backup taken first; an orphaned `nica-prepare` container, as an
+   interrupted run leaves, removed first;
+5. the release after it (0005, not backward compatible) without the opt-in: refused;
+6. playbooks/rollback.yml back across the 0004 migration;
+7. playbooks/backup.yml (under the deploy lock), then restore.yml without a backup named
+   (refused), then with the one taken before 0004, the oldest, and backend_keep_backups=1:
+   the database back at 0003, health-checked, and the backup it read still there."""
 
 from __future__ import annotations
 
@@ -6,51 +19,148 @@ import json
 from typing import Any
 
 import pytest
-from conftest import REPORTS, report
+from runs import (
+    DEPLOY,
+    Run,
+    ansible_playbook,
+    http,
+    inspect,
+    playbook,
+    record,
+    serving,
+    sh,
+    steady_client,
+)
 
-CASES = [
-    "config-change",
-    "never-ready",
-    "rollback",
-    "code-change",
-    "rollback-migration",
-]
+LOADED = ["config-change", "never-ready", "rollback", "code-change", "rollback-migration"]
+SCHEMA = (
+    "docker exec nica-postgres-1 psql -h /var/run/postgresql -U app -d app -At"
+    " -c 'SELECT version_num FROM alembic_version'"
+)
+MARK = {"backend_extra_env": {"NICA_REDEPLOY_MARK": "config-change"}}
+NEVER_READY = {
+    "backend_extra_env": {"NICA_REDEPLOY_MARK": "config-change", "UVICORN_LOG_LEVEL": "loudest"}
+}
 
 
-@pytest.fixture(scope="module", params=CASES)
-def case(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    return request.param, report(f"redeploy-{request.param}.json")
+def env_sha256(host: Any, release: str) -> str:
+    """The checksum of a release's stack.env ('' when it has none)."""
+    file = host.file(f"/opt/nica/releases/{release}/stack.env")
+    return str(file.sha256sum) if file.exists else ""
 
 
-def test_the_client_sent_requests_throughout(case):
-    name, run = case
-    client = run["client"]
+def under_load(host: Any, case: str, *args: str) -> dict[str, Any]:
+    """Run one operator command while the steady client sends requests; what it did."""
+    before = record(host)
+    env_before = env_sha256(host, before["release"])
+    with steady_client(host, case) as client:
+        run = ansible_playbook(f"redeploy-{case}", *args)
+    container = inspect(host, serving(host))
+    return {
+        "run": run,
+        "before": before,
+        "after": record(host),
+        "client": client,
+        "serving_env_sha256": [env_before, env_sha256(host, before["release"])],
+        "serving": {
+            "image": container["Config"]["Image"],
+            "env_names": [entry.split("=", 1)[0] for entry in container["Config"]["Env"]],
+        },
+    }
+
+
+def backups(host: Any) -> list[str]:
+    return sorted(sh(host, "ls /opt/nica/backups").split())
+
+
+@pytest.fixture(scope="module")
+def story(host: Any, next_releases) -> dict[str, Any]:
+    done: dict[str, Any] = {}
+    done["config-change"] = under_load(host, "config-change", "-e", json.dumps(MARK), DEPLOY)
+    unready_before = inspect(host, serving(host))
+    done["never-ready"] = under_load(
+        host, "never-ready", "-e", json.dumps(NEVER_READY), "-e", "backend_wait_timeout=45", DEPLOY
+    )
+    unready_after = inspect(host, serving(host))
+    done["never-ready-serving"] = [
+        [c["Id"], c["State"]["StartedAt"]] for c in (unready_before, unready_after)
+    ]
+    done["rollback"] = under_load(host, "rollback", playbook("rollback"))
+    done["status-after-rollback"] = ansible_playbook("status-after-rollback", playbook("status"))
+    # What a run killed during `prepare` leaves behind: a one-shot container holding the name.
+    done["orphan"] = sh(
+        host, "docker run --detach --name nica-prepare nica-test/python:3.11-slim sleep 600"
+    ).strip()
+    done["code-change"] = under_load(
+        host, "code-change", "-e", f"backend_project_dir={next_releases['compatible']}", DEPLOY
+    )
+    done["incompatible"] = ansible_playbook(
+        "redeploy-incompatible",
+        "-e",
+        f"backend_project_dir={next_releases['incompatible']}",
+        DEPLOY,
+    )
+    done["after-incompatible"] = record(host)
+    done["rollback-migration"] = under_load(host, "rollback-migration", playbook("rollback"))
+    done["schema_after_rollback"] = sh(host, SCHEMA).strip()
+    done["backup"] = ansible_playbook("backup", playbook("backup"))
+    done["backups"] = backups(host)
+    done["restore-unnamed"] = ansible_playbook("restore-unnamed", playbook("restore"))
+    # The oldest backup, and a prune that keeps one: the restore's own before-restore dump
+    # must still leave it in place for pg_restore.
+    before_0004 = next(name for name in done["backups"] if name.endswith("-0003-to-0004.dump"))
+    done["restored"] = before_0004
+    done["restore"] = ansible_playbook(
+        "restore-before-0004",
+        "-e",
+        "backend_keep_backups=1",
+        "-e",
+        f"backend_restore_backup={before_0004}",
+        playbook("restore"),
+    )
+    done["backups_after_restore"] = sorted(sh(host, "ls -a /opt/nica/backups").split())
+    done["schema_after_restore"] = sh(host, SCHEMA).strip()
+    done["readyz_after_restore"], _ = http(host, "http://127.0.0.1:8000/readyz")
+    done["audit"] = [
+        json.loads(line) for line in sh(host, "cat /opt/nica/state/audit.jsonl").splitlines()
+    ]
+    return done
+
+
+@pytest.fixture(params=LOADED)
+def loaded(request: pytest.FixtureRequest, story: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return request.param, story[request.param]
+
+
+def test_the_client_sent_requests_throughout(loaded):
+    name, case = loaded
+    client = case["client"]
     assert client["sent"] >= 100, f"{name}: the steady client sent only {client['sent']} requests"
     assert client["stopped_by"] == "stop file", (
         f"{name}: the client ran out of budget first: {client}"
     )
 
 
-def test_no_request_failed(case):
-    name, run = case
-    client = run["client"]
+def test_no_request_failed(loaded):
+    name, case = loaded
+    client = case["client"]
     assert client["failed"] == 0, (
         f"{name}: {client['failed']} of {client['sent']} requests failed: {client['failures']}"
     )
 
 
-def test_no_stretch_without_a_success(case):
-    name, run = case
-    gap = run["client"]["longest_gap_s"]
+def test_no_stretch_without_a_success(loaded):
+    name, case = loaded
+    gap = case["client"]["longest_gap_s"]
     # Zero failures is the claim; this catches a stall that only slows requests down
     # (the old stop-then-start swap left 4.9 s without an answer).
     assert gap < 5.0, f"{name}: {gap} s passed without a successful response"
 
 
-def test_a_configuration_change_is_a_new_release_in_the_other_slot():
-    run = report("redeploy-config-change.json")
-    assert run["rc"] == 0, (REPORTS / "redeploy-config-change.log").read_text()[-3000:]
-    before, after = run["before"], run["after"]
+def test_a_configuration_change_is_a_new_release_in_the_other_slot(story):
+    case = story["config-change"]
+    assert case["run"].rc == 0, str(case["run"])
+    before, after = case["before"], case["after"]
     assert after["release"] != before["release"], "a changed setting did not make a new release"
     assert after["image"] == before["image"], "a setting change should not build a new image"
     assert after["slot"] != before["slot"], f"the new release should run in the idle slot: {after}"
@@ -61,40 +171,52 @@ def test_a_configuration_change_is_a_new_release_in_the_other_slot():
 
 
 @pytest.mark.parametrize("name", ["config-change", "code-change"])
-def test_the_serving_releases_files_never_change_under_it(name):
-    before, after = report(f"redeploy-{name}.json")["serving_env_sha256"]
+def test_the_serving_releases_files_never_change_under_it(story, name):
+    before, after = story[name]["serving_env_sha256"]
     assert before, f"{name}: the serving release had no stack.env to compare"
     assert after == before, f"{name}: the serving release's stack.env was rewritten"
 
 
-def test_a_release_that_never_becomes_ready_is_never_switched_to():
-    run = report("redeploy-never-ready.json")
-    log = (REPORTS / "redeploy-never-ready.log").read_text()
-    assert run["rc"] != 0, "the deploy of a release that cannot start succeeded"
-    assert run["after"] == run["before"], "the record changed although the release never served"
-    assert "did not become ready" in log and "still sends every request to" in log, log[-3000:]
-    # its own log lines, as uvicorn printed them
-    assert "loudest" in log, "the failure does not show the new container's log lines"
-
-
-def test_the_serving_container_was_untouched_by_the_failed_release():
-    serving = report("redeploy-never-ready-serving.json")
-    assert serving["after"] == serving["before"], "the serving container was replaced or restarted"
-
-
-def test_the_rollback_served_the_release_before_the_change():
-    change = report("redeploy-config-change.json")
-    rollback = report("redeploy-rollback.json")
-    assert rollback["rc"] == 0, (REPORTS / "redeploy-rollback.log").read_text()[-3000:]
-    assert rollback["after"]["release"] == change["before"]["release"]
-    assert rollback["after"]["slot"] == change["before"]["slot"], (
-        "the rollback did not reuse the old slot"
+def test_a_release_that_never_becomes_ready_is_never_switched_to(story):
+    case = story["never-ready"]
+    run: Run = case["run"]
+    assert run.rc != 0, "the deploy of a release that cannot start succeeded"
+    assert case["after"] == case["before"], "the record changed although the release never served"
+    assert "did not become ready" in run.output and "still sends every request to" in run.output, (
+        str(run)
     )
+    # its own log lines, as uvicorn printed them
+    assert "loudest" in run.output, "the failure does not show the new container's log lines"
 
 
-def test_each_release_runs_with_the_configuration_it_was_deployed_with():
-    change = report("redeploy-config-change.json")["serving"]
-    rollback = report("redeploy-rollback.json")["serving"]
+def test_the_serving_container_was_untouched_by_the_failed_release(story):
+    before, after = story["never-ready-serving"]
+    assert after == before, "the serving container was replaced or restarted"
+
+
+def test_the_rollback_served_the_release_before_the_change(story):
+    change, rollback = story["config-change"], story["rollback"]
+    assert rollback["run"].rc == 0, str(rollback["run"])
+    after = rollback["after"]
+    assert after["release"] == change["before"]["release"]
+    assert after["slot"] == change["before"]["slot"], "the rollback did not reuse the old slot"
+    assert after["previous_release"] == change["after"]["release"], (
+        "the rolled-back release should be kept"
+    )
+    assert rollback["serving"]["image"] == change["before"]["image"]
+
+
+def test_status_after_the_rollback_reports_the_previous_release_ready(story):
+    run: Run = story["status-after-rollback"]
+    release = story["rollback"]["after"]
+    assert run.rc == 0, f"status.yml failed after the rollback: {run}"
+    text = " ".join(run.output.split())
+    assert f"release: {release['release']} ({release['image']})" in text, str(run)
+    assert "readyz: 200" in text and "record: matches what runs" in text, str(run)
+
+
+def test_each_release_runs_with_the_configuration_it_was_deployed_with(story):
+    change, rollback = story["config-change"]["serving"], story["rollback"]["serving"]
     assert "NICA_REDEPLOY_MARK" in change["env_names"], (
         f"the new release runs without its setting: {change}"
     )
@@ -103,90 +225,78 @@ def test_each_release_runs_with_the_configuration_it_was_deployed_with():
     )
 
 
-def log(name: str) -> str:
-    return (REPORTS / name).read_text()
+def test_a_code_change_with_a_compatible_migration_cut_over(story):
+    case = story["code-change"]
+    assert case["run"].rc == 0, str(case["run"])
+    assert case["after"]["image"] != case["before"]["image"], "the next release built no new image"
+    assert case["after"]["slot"] != case["before"]["slot"]
 
 
-def test_a_code_change_with_a_compatible_migration_cut_over():
-    run = report("redeploy-code-change.json")
-    assert run["rc"] == 0, log("redeploy-code-change.log")[-3000:]
-    assert run["after"]["image"] != run["before"]["image"], "the next release built no new image"
-    assert run["after"]["slot"] != run["before"]["slot"]
-
-
-def test_the_orphaned_prepare_container_was_removed_and_the_deploy_converged(host):
-    orphan = report("redeploy-orphan.json")["id"]
-    assert report("redeploy-code-change.json")["rc"] == 0
-    assert host.run(f"docker inspect {orphan}").rc != 0, (
+def test_the_orphaned_prepare_container_was_removed_and_the_deploy_converged(host, story):
+    assert story["code-change"]["run"].rc == 0
+    assert host.run(f"docker inspect {story['orphan']}").rc != 0, (
         "the orphaned prepare container is still there"
     )
 
 
-def test_the_database_was_backed_up_before_the_migration():
-    backups = report("redeploy-migration.json")["backups"]
-    assert any(name.endswith("-0003-to-0004.dump") for name in backups), (
-        f"no backup taken before migrating 0003 to 0004: {backups}"
+def test_the_database_was_backed_up_before_the_migration(story):
+    assert any(name.endswith("-0003-to-0004.dump") for name in story["backups"]), (
+        f"no backup taken before migrating 0003 to 0004: {story['backups']}"
     )
 
 
-def test_a_migration_that_is_not_backward_compatible_is_refused_without_the_opt_in():
-    run = report("redeploy-incompatible.json")
-    text = log("redeploy-incompatible.log")
-    assert run["rc"] != 0, (
-        "a release with a non-compatible migration was deployed without the opt-in"
+def test_a_migration_that_is_not_backward_compatible_is_refused_without_the_opt_in(story):
+    run: Run = story["incompatible"]
+    assert run.rc != 0, "a release with a non-compatible migration was deployed without the opt-in"
+    assert "migration 0005 is not backward compatible" in run.output, str(run)
+    assert "backend_allow_incompatible_migrations" in run.output, (
+        "the refusal does not name the opt-in"
     )
-    assert "migration 0005 is not backward compatible" in text, text[-3000:]
-    assert "backend_allow_incompatible_migrations" in text, "the refusal does not name the opt-in"
-    code_change = report("redeploy-code-change.json")
-    assert run["after"] == code_change["after"], "the refused release changed what serves"
-
-
-def test_the_rollback_across_the_migration_serves_the_previous_release_on_the_migrated_schema():
-    code_change = report("redeploy-code-change.json")
-    run = report("redeploy-rollback-migration.json")
-    assert run["rc"] == 0, log("redeploy-rollback-migration.log")[-3000:]
-    assert run["after"]["release"] == code_change["before"]["release"]
-    assert report("redeploy-migration.json")["schema_after_rollback"] == "0004", (
-        "a rollback must not migrate the database down"
+    assert story["after-incompatible"] == story["code-change"]["after"], (
+        "the refused release changed what serves"
     )
 
 
-def test_restore_refuses_to_run_without_a_named_backup():
-    restores = report("redeploy-migration.json")["restore_rc"]
-    assert restores["unnamed"] != 0, "restore.yml ran without a backup named"
-    assert "backend_restore_backup" in log("restore-unnamed.log"), (
-        "the refusal does not say what to set"
+def test_the_rollback_across_the_migration_serves_the_previous_release_on_the_migrated_schema(
+    story,
+):
+    case = story["rollback-migration"]
+    assert case["run"].rc == 0, str(case["run"])
+    assert case["after"]["release"] == story["code-change"]["before"]["release"]
+    assert story["schema_after_rollback"] == "0004", "a rollback must not migrate the database down"
+
+
+def test_backup_yml_runs_under_the_deploy_lock_and_is_audited(story):
+    assert story["backup"].rc == 0, str(story["backup"])
+    assert any(name.endswith("-manual.dump") for name in story["backups"]), (
+        f"playbooks/backup.yml left no backup: {story['backups']}"
+    )
+    assert any(e["action"] == "backup" and e["result"] == "ok" for e in story["audit"]), (
+        "playbooks/backup.yml did not take the deploy lock (no `backup` entry in the audit log)"
     )
 
 
-def test_restore_puts_the_database_back_and_is_health_checked():
-    record = report("redeploy-migration.json")
-    assert record["restore_rc"]["before-0004"] == 0, log("restore-before-0004.log")[-3000:]
-    assert record["schema_after_restore"] == "0003", (
-        "the restored database is not the one backed up"
-    )
-    assert record["readyz_after_restore"] == 200
+def test_restore_refuses_to_run_without_a_named_backup(story):
+    run: Run = story["restore-unnamed"]
+    assert run.rc != 0, "restore.yml ran without a backup named"
+    assert "backend_restore_backup" in run.output, "the refusal does not say what to set"
 
 
-def test_a_restore_never_prunes_the_backup_it_reads(host):
+def test_restore_puts_the_database_back_and_is_health_checked(story):
+    assert story["restore"].rc == 0, str(story["restore"])
+    assert story["schema_after_restore"] == "0003", "the restored database is not the one backed up"
+    assert story["readyz_after_restore"] == 200
+
+
+def test_a_restore_never_prunes_the_backup_it_reads(story):
     # restore.yml ran with backend_keep_backups=1 and the oldest backup: its before-restore
     # dump prunes the folder, and must leave the named backup for pg_restore.
-    record = report("redeploy-migration.json")
-    restored = next(name for name in record["backups"] if name.endswith("-0003-to-0004.dump"))
-    assert record["restore_rc"]["before-0004"] == 0, log("restore-before-0004.log")[-3000:]
-    after = record["backups_after_restore"]
-    assert restored in after, f"the restore deleted the backup it was asked to restore: {after}"
-    assert any(name.endswith("-before-restore.dump") for name in after), after
-    assert not [name for name in after if name.endswith(".partial")], after
-
-
-def test_backup_yml_runs_under_the_deploy_lock_and_is_audited(host):
-    record = report("redeploy-migration.json")
-    assert any(name.endswith("-manual.dump") for name in record["backups"]), (
-        f"playbooks/backup.yml left no backup: {record['backups']}"
+    after = story["backups_after_restore"]
+    assert story["restore"].rc == 0, str(story["restore"])
+    assert story["restored"] in after, (
+        f"the restore deleted the backup it was asked to restore: {after}"
     )
-    lines = host.file("/opt/nica/state/audit.jsonl").content_string.splitlines()
-    audit = [json.loads(line) for line in lines]
-    assert any(e["action"] == "backup" and e["result"] == "ok" for e in audit), (
-        "playbooks/backup.yml did not take the deploy lock (no `backup` entry in the audit log)"
+    assert any(name.endswith("-before-restore.dump") for name in after), after
+    assert not [name for name in after if "partial" in name], (
+        f"a dump's temp file was left: {after}"
     )

@@ -248,7 +248,8 @@ IMAGE_CACHE = REPO / "build" / "image-cache"  # backend_image_cache_dir's defaul
 
 def archives_of(image: str) -> list[str]:
     """The controller's cached archives of `image`, any build of its tag
-    (roles/release/tasks/ship_archive.yml names them <name>_<tag>-<arch>-<12 hex of the image ID>.tar)."""
+    (roles/release/tasks/ship_archive.yml names them
+    <name>_<tag>-<arch>-<12 hex of the image ID>.tar)."""
     prefix = f"{image.replace('/', '_').replace(':', '_')}-x86_64-"
     return sorted(path.name for path in IMAGE_CACHE.glob(f"{prefix}*.tar"))
 

@@ -1,0 +1,229 @@
+"""Run the project's playbooks against the scenario's host, from the tests themselves.
+
+Each day-2 check is one pytest module: a module-scoped fixture runs what an operator
+would run (deploy.yml, rollback.yml, restore.yml, ...) with `ansible_playbook()`, and the
+tests assert on what came back and on the host. The run's output is also kept in
+build/reports/<name>.log for a human reading a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+REPORTS = REPO / "build" / "reports"
+SCENARIO = Path(__file__).resolve().parents[1]
+DEPLOY = str(REPO / "deploy.yml")
+# What deploy.yml says when it takes the no-change fast path, and a task only the full
+# path runs (the first of roles/docker_engine; the fast path shows it skipped).
+STOPPED_EARLY = "Nothing changed since the last full deploy"
+FULL_PATH_TASK = "docker_engine : Check that the host runs a supported distribution"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+TASK_HEADER = re.compile(r"^TASK \[(.+?)\]")
+TASK_STATUS = re.compile(r"^(ok|changed|skipping|failed|fatal): \[")
+
+
+def playbook(name: str) -> str:
+    """An operator's playbook by its name: status -> playbooks/status.yml."""
+    return str(REPO / "playbooks" / f"{name}.yml")
+
+
+@dataclass
+class Run:
+    """One ansible-playbook run: its exit code, output (no colour codes) and wall time."""
+
+    name: str
+    rc: int
+    output: str
+    seconds: float
+    args: list[str] = field(default_factory=list)
+
+    def recap(self) -> dict[str, int]:
+        """The first host's counters from the PLAY RECAP line."""
+        line = next(line for line in self.output.splitlines() if re.match(r"^\S+\s+: ok=", line))
+        return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+
+    def tasks(self) -> dict[str, list[str]]:
+        """Each task ("role : name") with the status line(s) it got."""
+        statuses: dict[str, list[str]] = {}
+        task = None
+        for line in self.output.splitlines():
+            if header := TASK_HEADER.match(line):
+                task = header.group(1)
+                statuses.setdefault(task, [])
+            elif task is not None and (status := TASK_STATUS.match(line)):
+                statuses[task].append(status.group(1))
+        return statuses
+
+    def ran(self, task: str) -> bool:
+        """Whether the task ("role : name") ran (ok or changed), not only showed as skipped."""
+        return any(status in ("ok", "changed") for status in self.tasks().get(task, []))
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+    def __str__(self) -> str:  # what an assertion message shows
+        return f"{self.name} (exit {self.rc}, {self.seconds:.0f} s):\n{self.tail()}"
+
+
+# Every run of this session, for the checks that no secret reached any output.
+RUNS: list[Run] = []
+
+
+def env() -> dict[str, str]:
+    """The environment of a nested run: no colour, and the facts gathered once cached
+    (tests only: the roles read only facts that do not change while the host lives)."""
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_GATHERING": "smart",
+        "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(REPO / "build" / "fact-cache"),
+        "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "7200",
+    }
+
+
+def ansible_playbook(name: str, *args: str, timeout: int = 1800) -> Run:
+    """ansible-playbook -i <the scenario's inventory> ARGS; never raises on failure."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    command = ["ansible-playbook", "-i", inventory, *args]
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    result = subprocess.run(
+        command,
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = ANSI_ESCAPE.sub("", result.stdout)
+    run = Run(name, result.returncode, output, time.monotonic() - started, args=list(args))
+    (REPORTS / f"{name}.log").write_text(f"$ {shlex.join(command)}\n{output}", encoding="utf-8")
+    RUNS.append(run)
+    return run
+
+
+def vars_file(name: str, values: dict[str, Any]) -> str:
+    """`@file` for -e: the values in a vars file of its own (0600), as an operator's vault
+    holds secrets; never on a command line."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    path = REPORTS / f"{name}.yml"
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return f"@{path}"
+
+
+def deploy(name: str, *args: str) -> Run:
+    """deploy.yml with ARGS (extra vars, --check, --tags ...)."""
+    return ansible_playbook(name, *args, DEPLOY)
+
+
+def http(
+    host: Any, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """One HTTP request from the host itself (its python3; no curl on a minimal host):
+    (status, the body parsed as JSON, or as text when it is not JSON)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = dict(headers or {})
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    script = (
+        "import json, sys, urllib.request, urllib.error\n"
+        f"req = urllib.request.Request({url!r}, data={data!r}, headers={headers!r})\n"
+        "try:\n"
+        "    r = urllib.request.urlopen(req, timeout=30); code, body = r.status, r.read()\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    code, body = e.code, e.read()\n"
+        "print(json.dumps({'status': code, 'body': body.decode()}))\n"
+    )
+    result = host.run(f"python3 -c {shlex.quote(script)}")
+    assert result.rc == 0, f"request to {url} failed on the host: {result.stderr.strip()}"
+    answer = json.loads(result.stdout)
+    try:
+        return answer["status"], json.loads(answer["body"])
+    except json.JSONDecodeError:
+        return answer["status"], answer["body"]
+
+
+def ready_status(host: Any) -> int:
+    """/readyz through the host's proxy: its status, 0 when nothing answers."""
+    script = (
+        "import urllib.request, urllib.error\n"
+        "try:\n"
+        "    print(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=3).status)\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code)\n"
+        "except OSError:\n"
+        "    print(0)\n"
+    )
+    return int(host.run(f"python3 -c {shlex.quote(script)}").stdout.strip() or 0)
+
+
+def sh(host: Any, command: str) -> str:
+    """Run a shell command on the host; its stdout, or an assertion naming what failed."""
+    result = host.run(command)
+    assert result.rc == 0, f"`{command}` exited {result.rc}: {result.stderr.strip()}"
+    return str(result.stdout)
+
+
+def record(host: Any) -> dict[str, Any]:
+    """state/release.json: the release the host serves, in which slot."""
+    return dict(json.loads(host.file("/opt/nica/state/release.json").content_string))
+
+
+def inspect(host: Any, container: str) -> dict[str, Any]:
+    """docker inspect of one container on the host ({} when there is none)."""
+    result = host.run(f"docker inspect {shlex.quote(container)}")
+    return dict(json.loads(result.stdout)[0]) if result.rc == 0 else {}
+
+
+def serving(host: Any) -> str:
+    """The container of the slot the record names."""
+    return f"nica-backend-{record(host)['slot']}-1"
+
+
+# Installed by prepare.yml.
+STEADY_CLIENT = "/usr/local/lib/steady_client.py"
+
+
+@contextlib.contextmanager
+def steady_client(host: Any, case: str, warmup_s: float = 2.0) -> Iterator[dict[str, Any]]:
+    """A steady client (testing/load/steady_client.py) on the host, sending requests to
+    the published port for the duration of the `with`; the dict it yields is filled with
+    its result when the block ends (sent, failed, longest gap without a success)."""
+    out = f"/var/log/steady-{case}.json"
+    sh(host, f"rm -f /run/steady-client.stop {out}")
+    sh(
+        host,
+        f"systemd-run --unit steady-client-{case} --collect /usr/bin/python3 {STEADY_CLIENT}"
+        f" --url http://127.0.0.1:8000 --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
+        " --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900",
+    )
+    time.sleep(warmup_s)
+    result: dict[str, Any] = {}
+    try:
+        yield result
+    finally:
+        time.sleep(warmup_s)
+        sh(host, "touch /run/steady-client.stop")
+        deadline = time.monotonic() + 60
+        while not host.file(out).exists and time.monotonic() < deadline:
+            time.sleep(0.5)
+        result.update(json.loads(host.file(out).content_string))

@@ -1,0 +1,24 @@
+"""No secret in what any run of the day-2 stories printed: not the Hugging Face token, not
+a model cache key (the inventory's, nor the one rotated to and back from). Several of those
+runs are -vvv --diff, the most an operator can ask Ansible to print."""
+
+import pytest
+from runs import RUNS
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, str]:
+    assert len(RUNS) > 20, f"only {len(RUNS)} runs in this session: the day-2 stories did not run"
+    return {run.name: run.output for run in RUNS}
+
+
+def test_some_runs_were_verbose():
+    verbose = [run.name for run in RUNS if "-vvv" in run.args]
+    assert len(verbose) >= 5, f"expected the -vvv runs of the stories, found {verbose}"
+
+
+@pytest.mark.parametrize("secret", ["token", "cache_key", "rotated_key"])
+def test_no_secret_in_any_run_output(request, outputs, secret):
+    value = request.getfixturevalue(secret)
+    leaked = sorted(name for name, output in outputs.items() if value in output)
+    assert leaked == [], f"the {secret} is in the output of {leaked}"
