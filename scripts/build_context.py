@@ -11,7 +11,8 @@ The tar is written by hand rather than with community.general.archive because it
 be byte-for-byte reproducible (sorted members, zero mtimes and owners): its sha256
 names the image tag and lets ansible.builtin.copy skip an unchanged context.
 
-Prints one JSON object: {"archive": ..., "sha256": ..., "wheels": N}.
+Prints one JSON object: {"archive": ..., "sha256": ..., "version": ..., "wheels": N}. Each
+architecture (--arch) has its own wheelhouse and its own context archive, side by side.
 With --wheelhouse-only it fills build/wheels in the repository instead (the
 compose-only flow: `docker compose ... up --build`).
 """
@@ -118,7 +119,11 @@ def _members(paths: list[str], wheels: Path) -> list[tuple[str, Path]]:
     return sorted(members.items())
 
 
-def write_archive(out_dir: Path, members: list[tuple[str, Path]]) -> tuple[Path, str]:
+def write_archive(
+    out_dir: Path, members: list[tuple[str, Path]], arch: str = "any"
+) -> tuple[Path, str]:
+    """The archive, named after its architecture and digest; the older archives of the same
+    architecture are removed (a fleet of several architectures keeps one of each)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".context-", suffix=".tar", dir=out_dir)
     with (
@@ -133,9 +138,9 @@ def write_archive(out_dir: Path, members: list[tuple[str, Path]]) -> tuple[Path,
             info.mtime = 0
             tar.addfile(info, io.BytesIO(data))
     digest = hashlib.sha256(Path(tmp_name).read_bytes()).hexdigest()
-    archive = out_dir / f"context-{digest[:16]}.tar"
+    archive = out_dir / f"context-{arch}-{digest[:16]}.tar"
     os.replace(tmp_name, archive)
-    for old in out_dir.glob("context-*.tar"):  # keep only the newest context
+    for old in out_dir.glob(f"context-{arch}-*.tar"):  # keep only this architecture's newest
         if old != archive:
             old.unlink(missing_ok=True)
     return archive, digest
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"wheelhouse": str(dest), "wheels": len(list(dest.glob("*.whl")))}))
             return 0
         members = _members(allowed_paths(), wheels)
-        archive, digest = write_archive(args.out_dir, members)
+        archive, digest = write_archive(args.out_dir, members, args.arch)
     except (BuildContextError, OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         print(f"error: build context: {exc}", file=sys.stderr)
         return 1

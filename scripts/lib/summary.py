@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,23 +92,27 @@ def clock(seconds: float) -> str:
 
 
 def times(report_dir: Path) -> list[str]:
-    """Where the time went: each step of scripts/test (steps.tsv), and under a Molecule
-    step its actions (stepNN.actions.tsv, from scripts/lib/steptime.py), in order."""
+    """Where the time went: each step of scripts/test (steps.tsv: slug, name, seconds,
+    exit code; in the order they ended), under a Molecule step its actions
+    (<slug>.actions.tsv, from scripts/lib/steptime.py), and the wall time of the whole run
+    (steps in the background overlap the others)."""
     steps = report_dir / "steps.tsv"
     if not steps.exists():
         return []
-    lines, total = ["time (min:s)  step"], 0.0
-    for number, row in enumerate(steps.read_text(encoding="utf-8").splitlines(), start=1):
-        name, seconds, rc = row.split("\t")
-        total += float(seconds)
+    lines, wall = ["time (min:s)  step"], 0.0
+    rows = sorted(row.split("\t") for row in steps.read_text(encoding="utf-8").splitlines())
+    for slug, name, seconds, rc in rows:
         status = "" if rc == "0" else f"  (failed: exit {rc})"
         lines.append(f"      {clock(float(seconds))}  {name}{status}")
-        actions = report_dir / f"step{number:02d}.actions.tsv"
+        actions = report_dir / f"{slug}.actions.tsv"
         if actions.exists():
             for action_row in actions.read_text(encoding="utf-8").splitlines():
                 scenario, action, action_seconds = action_row.split("\t")
                 lines.append(f"      {clock(float(action_seconds))}      {scenario} {action}")
-    lines.append(f"      {clock(total)}  all steps")
+    started = report_dir / "started"
+    if started.exists():
+        wall = float(time.time()) - float(started.read_text(encoding="utf-8"))
+        lines.append(f"      {clock(wall)}  the whole run (wall time)")
     return lines
 
 

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import tarfile
 from pathlib import Path
 from types import ModuleType
 
@@ -95,3 +96,41 @@ def test_a_changed_byte_changes_the_digest(
     _, original = archive(checkout_members, tmp_path / "a")
     _, edited = archive(copied_members, tmp_path / "b")
     assert edited != original, f"a change to {SOURCE} left the digest (the image tag) as it was"
+
+
+# One small package with a compiled extension, so its wheels are per architecture.
+TINY_LOCK = "markupsafe==3.0.2\n"
+
+
+def wheel_platforms(archive: Path) -> set[str]:
+    """The platform tags of the wheels a context archive carries."""
+    with tarfile.open(archive) as tar:
+        names = [m.name for m in tar.getmembers() if m.name.endswith(".whl")]
+    assert names, f"{archive.name} carries no wheel"
+    return {name.rsplit("-", 1)[1].removesuffix(".whl") for name in names}
+
+
+def test_each_architecture_gets_a_context_of_its_own_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fleet of x86_64 and aarch64 hosts: the contexts sit side by side, each with the
+    # wheels of its own CPU (a tiny lock file stands in for the backend's, to download little).
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(TINY_LOCK)
+    monkeypatch.setattr(build_context, "LOCK", lock)
+    out, cache = tmp_path / "context", tmp_path / "cache"
+    cache.mkdir()
+    archives = {}
+    for arch in ("x86_64", "aarch64"):
+        wheels = build_context.wheelhouse(cache, "3.11", arch)
+        members = build_context._members(build_context.allowed_paths(), wheels)
+        archives[arch], _ = build_context.write_archive(out, members, arch)
+    assert sorted(p.name.split("-")[1] for p in out.glob("context-*.tar")) == [
+        "aarch64",
+        "x86_64",
+    ], "building one architecture's context removed the other's"
+    for arch, archive in archives.items():
+        platforms = wheel_platforms(Path(archive))
+        assert platforms and all(tag.endswith(arch) for tag in platforms), (
+            f"the {arch} context carries wheels for {platforms}"
+        )
