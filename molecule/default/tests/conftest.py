@@ -35,6 +35,7 @@ STORIES = [
     "test_fast_path",
     "test_dryrun",
     "test_redeploy",
+    "test_backups",
     "test_prefetch_interrupted",
     "test_guards",
     "test_model_cache_keys",

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import re
+import shlex
 import time
 from typing import Any
 
@@ -69,7 +70,8 @@ def fscrypt_status(host: Any) -> str:
 
 
 def mount_unit(host: Any) -> str:
-    return sh(host, f"systemd-escape --path --suffix=mount {CACHE_MOUNT}").strip()
+    """The cache's mount unit, quoted for the shell (its name holds backslashes)."""
+    return shlex.quote(sh(host, f"systemd-escape --path --suffix=mount {CACHE_MOUNT}").strip())
 
 
 def reboot(host: Any) -> None:
@@ -87,7 +89,7 @@ def unlock_by_hand(host: Any, key: str) -> Any:
         f' fscrypt unlock {CACHE_DIR} --key="$key" --quiet'
     )
     # Tests only: the key is on this command line (a disposable host, a test key).
-    return host.run(f"printf %s {key} | sh -c '{script}'")
+    return host.run(f"printf %s {shlex.quote(key)} | sh -c {shlex.quote(script)}")
 
 
 def start_as_at_boot(host: Any) -> None:
