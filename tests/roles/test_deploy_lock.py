@@ -199,6 +199,23 @@ def test_holder_judged_alive_is_refused(store: Factory, state_dir: Path) -> None
     assert holder_id(state_dir) == ALICE["id"]
 
 
+def test_a_live_holder_from_this_controller_keeps_the_lock_whatever_its_heartbeat(
+    store: Factory, state_dir: Path, clock: Clock
+) -> None:
+    # A long deploy on this controller (a slow prefetch) whose last heartbeat is older than
+    # the lease: its process still runs, so a second run must not take its lock. The lease
+    # is only for holders this controller cannot check.
+    store().acquire(ALICE, "deploy", STALE_AFTER)
+    clock.now += STALE_AFTER * 2
+    verdict = {"id": ALICE["id"], "state": "alive", "reason": "pid 1001 still runs on ctl-a"}
+    outcome = store().acquire(ALICE_AGAIN, "deploy", STALE_AFTER, verdict)
+    assert not outcome["acquired"], (
+        "a live deploy lost its lock to a second run because of an old heartbeat"
+    )
+    assert "that run is alive" in outcome["msg"], outcome["msg"]
+    assert holder_id(state_dir) == ALICE["id"]
+
+
 def test_holder_whose_pid_is_gone_is_taken_over_with_one_line(
     store: Factory, state_dir: Path, clock: Clock
 ) -> None:
