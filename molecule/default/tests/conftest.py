@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import testinfra
 import yaml
-from runs import http
+from runs import fact_cache, http
 
 REPO = Path(__file__).resolve().parents[3]
 REPORTS = REPO / "build" / "reports"
@@ -55,7 +55,9 @@ def session_host() -> Any:
 @pytest.fixture(scope="session", autouse=True)
 def stories_start(session_host: Any) -> None:
     """Where the fake Hub's request log stands before the first story (test_cached_models_*
-    checks that nothing after converge downloaded the deployed models again)."""
+    checks that nothing after converge downloaded the deployed models again); and no facts
+    cached from an earlier host of the same name."""
+    shutil.rmtree(fact_cache(), ignore_errors=True)
     result = session_host.run(
         "wc -l < /var/log/fake-hub/requests.jsonl > /var/log/fake-hub/side-effect-start"
     )

@@ -82,9 +82,16 @@ class Run:
 RUNS: list[Run] = []
 
 
+def fact_cache() -> Path:
+    """Where nested runs cache the facts they gather: in this Molecule instance's own
+    directory (a host made again under the same name has other facts, an address first)."""
+    return Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", REPO / "build")) / "fact-cache"
+
+
 def env() -> dict[str, str]:
     """The environment of a nested run: no colour, and the facts gathered once cached
-    (tests only: the roles read only facts that do not change while the host lives)."""
+    (tests only: the roles read only facts that do not change while the host lives;
+    conftest empties the cache when a session starts)."""
     return {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -92,7 +99,7 @@ def env() -> dict[str, str]:
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_GATHERING": "smart",
         "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(REPO / "build" / "fact-cache"),
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(fact_cache()),
         "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "7200",
     }
 
