@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -122,6 +123,39 @@ def ansible_playbook(name: str, *args: str, timeout: int = 1800) -> Run:
     )
     output = ANSI_ESCAPE.sub("", result.stdout)
     run = Run(name, result.returncode, output, time.monotonic() - started, args=list(args))
+    (REPORTS / f"{name}.log").write_text(f"$ {shlex.join(command)}\n{output}", encoding="utf-8")
+    RUNS.append(run)
+    return run
+
+
+def ansible_playbook_killed_at(name: str, task: str, *args: str, timeout: int = 1800) -> Run:
+    """ansible-playbook ARGS, killed with SIGKILL, its whole process group (what `kill -9`
+    of an operator's run, or a lost controller, does), as soon as it starts `task` (a task
+    name, without its role)."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    command = ["ansible-playbook", "-i", inventory, *args]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command,
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if re.search(rf"^TASK \[(.+ : )?{re.escape(task)}\]", ANSI_ESCAPE.sub("", line)):
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        assert time.monotonic() - started < timeout, f"{name}: no task {task!r} within {timeout} s"
+    lines.extend(process.stdout)
+    rc = process.wait()
+    output = ANSI_ESCAPE.sub("", "".join(lines))
+    run = Run(name, rc, output, time.monotonic() - started, args=list(args))
     (REPORTS / f"{name}.log").write_text(f"$ {shlex.join(command)}\n{output}", encoding="utf-8")
     RUNS.append(run)
     return run

@@ -1,6 +1,9 @@
 """Redeploys and rollbacks under a steady client (testing/load/steady_client.py), each of
 which must drop no request:
-1. a configuration change (a new stack.env: a new release, cut over blue/green);
+1. a configuration change (a new stack.env: a new release, cut over blue/green), its run
+   killed (kill -9 of its process group) while the old slot drains, after the switch and
+   the record: both slots then run, status.yml fails naming the one that does not serve,
+   and the next deploy.yml converges to only the serving slot;
 2. a release that never becomes ready (uvicorn refuses its log level): the proxy never
    switches, the serving slot is untouched, the deploy fails with its logs;
 3. playbooks/rollback.yml back to the release before the change, then status.yml;
@@ -23,6 +26,7 @@ from runs import (
     DEPLOY,
     Run,
     ansible_playbook,
+    ansible_playbook_killed_at,
     http,
     inspect,
     playbook,
@@ -49,14 +53,32 @@ def env_sha256(host: Any, release: str) -> str:
     return str(file.sha256sum) if file.exists else ""
 
 
-def under_load(host: Any, case: str, *args: str) -> dict[str, Any]:
-    """Run one operator command while the steady client sends requests; what it did."""
+def running_slots(host: Any) -> list[str]:
+    names = sh(host, "docker ps --format '{{.Names}}' --filter name=nica-backend-").split()
+    return sorted(name.split("-")[2] for name in names)
+
+
+def under_load(host: Any, case: str, *args: str, killed_at: str = "") -> dict[str, Any]:
+    """Run one operator command while the steady client sends requests; what it did. With
+    killed_at, the command is killed when it starts that task, then status.yml and the same
+    command run to their end (the client keeps going through all three)."""
     before = record(host)
     env_before = env_sha256(host, before["release"])
+    extra: dict[str, Any] = {}
     with steady_client(host, case) as client:
+        if killed_at:
+            extra["killed"] = ansible_playbook_killed_at(
+                f"redeploy-{case}-killed", killed_at, *args
+            )
+            extra["after_kill"] = {"record": record(host), "running": running_slots(host)}
+            extra["status_after_kill"] = ansible_playbook(
+                f"redeploy-{case}-status", playbook("status")
+            )
         run = ansible_playbook(f"redeploy-{case}", *args)
+        extra["running"] = running_slots(host)
     container = inspect(host, serving(host))
     return {
+        **extra,
         "run": run,
         "before": before,
         "after": record(host),
@@ -76,7 +98,14 @@ def backups(host: Any) -> list[str]:
 @pytest.fixture(scope="module")
 def story(host: Any, next_releases) -> dict[str, Any]:
     done: dict[str, Any] = {}
-    done["config-change"] = under_load(host, "config-change", "-e", json.dumps(MARK), DEPLOY)
+    done["config-change"] = under_load(
+        host,
+        "config-change",
+        "-e",
+        json.dumps(MARK),
+        DEPLOY,
+        killed_at="Let the old slot finish the requests it is serving",
+    )
     unready_before = inspect(host, serving(host))
     done["never-ready"] = under_load(
         host, "never-ready", "-e", json.dumps(NEVER_READY), "-e", "backend_wait_timeout=45", DEPLOY
@@ -155,6 +184,34 @@ def test_no_stretch_without_a_success(loaded):
     # Zero failures is the claim; this catches a stall that only slows requests down
     # (the old stop-then-start swap left 4.9 s without an answer).
     assert gap < 5.0, f"{name}: {gap} s passed without a successful response"
+
+
+def test_a_run_killed_while_the_old_slot_drains_leaves_both_slots_running(story):
+    case = story["config-change"]
+    assert case["killed"].rc == -9, f"the run was not killed at the drain: {case['killed']}"
+    after = case["after_kill"]
+    assert after["record"]["release"] != case["before"]["release"], (
+        "the killed run had not switched yet"
+    )
+    assert after["running"] == ["blue", "green"], (
+        f"expected both slots running after the kill: {after}"
+    )
+
+
+def test_status_names_the_slot_that_runs_but_does_not_serve(story):
+    case = story["config-change"]
+    run: Run = case["status_after_kill"]
+    old = case["before"]["slot"]
+    assert run.rc != 0, "status.yml passed with the old slot still running"
+    assert f"backend-{old} runs but does not serve" in " ".join(run.output.split()), str(run)
+
+
+def test_the_next_deploy_converges_to_only_the_serving_slot(story):
+    case = story["config-change"]
+    assert case["run"].rc == 0, str(case["run"])
+    assert case["running"] == [case["after"]["slot"]], (
+        f"still running after the deploy: {case['running']}"
+    )
 
 
 def test_a_configuration_change_is_a_new_release_in_the_other_slot(story):
