@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
-# Names a default may read besides the role's own: Ansible's magic variables.
-MAGIC = {"role_path", "ansible_facts", "inventory_hostname", "ansible_check_mode"}
+# Names a default may read besides the role's own: Ansible's magic variables and lookup().
+MAGIC = {"role_path", "ansible_facts", "inventory_hostname", "ansible_check_mode", "lookup"}
 # The prefix of a role's variables: its name, but for backend_common, which holds the
 # settings of the whole backend stack (backend_*) for the roles that depend on it.
 PREFIX = {"backend_common": "backend_"}
