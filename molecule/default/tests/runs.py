@@ -105,36 +105,10 @@ def env() -> dict[str, str]:
     }
 
 
-def ansible_playbook(name: str, *args: str, timeout: int = 1800) -> Run:
-    """ansible-playbook -i <the scenario's inventory> ARGS; never raises on failure."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    command = ["ansible-playbook", "-i", inventory, *args]
+def _start(*args: str) -> tuple[list[str], subprocess.Popen[str]]:
+    """ansible-playbook -i <the scenario's inventory> ARGS, started: (its command, process)."""
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], *args]
     REPORTS.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    result = subprocess.run(
-        command,
-        env=env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    output = ANSI_ESCAPE.sub("", result.stdout)
-    run = Run(name, result.returncode, output, time.monotonic() - started, args=list(args))
-    (REPORTS / f"{name}.log").write_text(f"$ {shlex.join(command)}\n{output}", encoding="utf-8")
-    RUNS.append(run)
-    return run
-
-
-def ansible_playbook_killed_at(name: str, task: str, *args: str, timeout: int = 1800) -> Run:
-    """ansible-playbook ARGS, killed with SIGKILL, its whole process group (what `kill -9`
-    of an operator's run, or a lost controller, does), as soon as it starts `task` (a task
-    name, without its role)."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    command = ["ansible-playbook", "-i", inventory, *args]
-    started = time.monotonic()
     process = subprocess.Popen(
         command,
         env=env(),
@@ -144,6 +118,32 @@ def ansible_playbook_killed_at(name: str, task: str, *args: str, timeout: int = 
         text=True,
         start_new_session=True,
     )
+    return command, process
+
+
+def _finish(name: str, command: list[str], rc: int, output: str, started: float) -> Run:
+    """The run, its output (no colour codes) kept in build/reports/<name>.log."""
+    output = ANSI_ESCAPE.sub("", output)
+    run = Run(name, rc, output, time.monotonic() - started, args=command[3:])
+    (REPORTS / f"{name}.log").write_text(f"$ {shlex.join(command)}\n{output}", encoding="utf-8")
+    RUNS.append(run)
+    return run
+
+
+def ansible_playbook(name: str, *args: str, timeout: int = 1800) -> Run:
+    """ansible-playbook -i <the scenario's inventory> ARGS; never raises on failure."""
+    started = time.monotonic()
+    command, process = _start(*args)
+    output, _ = process.communicate(timeout=timeout)
+    return _finish(name, command, process.returncode, output, started)
+
+
+def ansible_playbook_killed_at(name: str, task: str, *args: str, timeout: int = 1800) -> Run:
+    """ansible-playbook ARGS, killed with SIGKILL, its whole process group (what `kill -9`
+    of an operator's run, or a lost controller, does), as soon as it starts `task` (a task
+    name, without its role)."""
+    started = time.monotonic()
+    command, process = _start(*args)
     assert process.stdout is not None
     lines = []
     for line in process.stdout:
@@ -153,12 +153,7 @@ def ansible_playbook_killed_at(name: str, task: str, *args: str, timeout: int = 
             break
         assert time.monotonic() - started < timeout, f"{name}: no task {task!r} within {timeout} s"
     lines.extend(process.stdout)
-    rc = process.wait()
-    output = ANSI_ESCAPE.sub("", "".join(lines))
-    run = Run(name, rc, output, time.monotonic() - started, args=list(args))
-    (REPORTS / f"{name}.log").write_text(f"$ {shlex.join(command)}\n{output}", encoding="utf-8")
-    RUNS.append(run)
-    return run
+    return _finish(name, command, process.wait(), "".join(lines), started)
 
 
 def vars_file(name: str, values: dict[str, Any]) -> str:
