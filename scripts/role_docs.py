@@ -84,7 +84,9 @@ def render(repo: Path, text: str) -> str:
 
 def main(argv: list[str] | None = None, repo: Path = REPO) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="exit 1 if a table is stale or missing")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a table is stale or missing"
+    )
     args = parser.parse_args(argv)
     problems: list[str] = []
     tabled: set[str] = set()

@@ -133,7 +133,8 @@ def test_a_new_role_needs_only_a_marker_in_any_docs_page(
 
     (repo / "docs" / "operations.md").write_text("# Operations\n\n" + markers("beta") + "\n")
     assert run(repo, capsys) == (0, "")
-    assert "| `beta_port` | int | `8000` | The port. |" in (repo / "docs" / "operations.md").read_text()
+    operations = (repo / "docs" / "operations.md").read_text()
+    assert "| `beta_port` | int | `8000` | The port. |" in operations
     assert run(repo, capsys, "--check") == (0, "")
 
 
