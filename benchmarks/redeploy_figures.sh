@@ -6,6 +6,6 @@
 # place. Not part of CI (it uses the demo host): scripts/lib/bootstrap.sh must have run.
 #   benchmarks/redeploy_figures.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/bootstrap.sh"
-bootstrap
+bootstrap bench
 molecule converge >/dev/null 2>&1 || die "the demo host did not converge; run scripts/demo"
 exec python benchmarks/redeploy_bench.py

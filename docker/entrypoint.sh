@@ -27,7 +27,7 @@ require_unlocked_cache() {
   [[ -z ${HF_CACHE_MARKER:-} ]] && return 0
   local marker="${HF_HOME:-/var/huggingface}/${HF_CACHE_MARKER}"
   if [[ ! -e $marker ]]; then
-    printf 'error: model cache locked or not mounted: %s is missing; unlock it with deploy.yml (see README, "After a reboot")\n' \
+    printf 'error: model cache locked or not mounted: %s is missing; unlock it with deploy.yml (see docs/model-cache.md, "After a reboot")\n' \
       "$marker" >&2
     exit 3
   fi

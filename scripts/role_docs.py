@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Render each role's meta/argument_specs.yml as a Markdown table in README.md.
+"""Render each role's meta/argument_specs.yml as a Markdown table in the docs.
 
-The tables sit between `<!-- role-vars:NAME -->` and `<!-- /role-vars:NAME -->`.
-`role_docs.py` rewrites them; `role_docs.py --check` exits 1 when README.md is out
-of date (scripts/test runs it), so the README cannot drift from the specs.
+A table sits between `<!-- role-vars:NAME -->` and `<!-- /role-vars:NAME -->` in any
+Markdown file of docs/ (or in README.md): adding that pair of markers to a page is all a
+new role's table needs. `role_docs.py` rewrites the tables; `role_docs.py --check` exits 1
+when a table is stale, when a marker names a role without argument specs, or when a role
+with argument specs has no table (scripts/test runs it), so the docs cannot drift from the
+specs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,26 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-README = REPO / "README.md"
+MARKERS = re.compile(r"<!-- role-vars:(\w+) -->.*?<!-- /role-vars:\1 -->", flags=re.S)
+
+
+class RoleDocsError(Exception):
+    """A problem with a one-line reason."""
+
+
+def pages(repo: Path) -> list[Path]:
+    """README.md and every Markdown file under docs/, in a stable order."""
+    found = [repo / "README.md"] if (repo / "README.md").is_file() else []
+    return found + sorted((repo / "docs").rglob("*.md"))
+
+
+def spec_file(repo: Path, role: str) -> Path:
+    return repo / "roles" / role / "meta" / "argument_specs.yml"
+
+
+def documented_roles(repo: Path) -> list[str]:
+    """The roles that have argument specs, each of which needs a table."""
+    return sorted(p.parent.parent.name for p in (repo / "roles").glob("*/meta/argument_specs.yml"))
 
 
 def _cell(value: Any) -> str:
@@ -26,11 +48,24 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def table(role: str) -> str:
-    spec_file = REPO / "roles" / role / "meta" / "argument_specs.yml"
-    options = yaml.safe_load(spec_file.read_text())["argument_specs"]["main"]["options"]
+def options(repo: Path, role: str) -> dict[str, Any]:
+    """The `main` entry point's options; a role without one: every entry point's, in order."""
+    path = spec_file(repo, role)
+    if not path.is_file():
+        raise RoleDocsError(f"no argument specs for role '{role}' ({path.relative_to(repo)})")
+    entry_points: dict[str, Any] = yaml.safe_load(path.read_text())["argument_specs"]
+    if "main" in entry_points:
+        return dict(entry_points["main"].get("options") or {})
+    merged: dict[str, Any] = {}
+    for entry in entry_points.values():
+        for name, spec in (entry.get("options") or {}).items():
+            merged.setdefault(name, spec)
+    return merged
+
+
+def table(repo: Path, role: str) -> str:
     rows = ["| variable | type | default | description |", "| --- | --- | --- | --- |"]
-    for name, spec in options.items():
+    for name, spec in options(repo, role).items():
         kind = spec.get("type", "str")
         if "choices" in spec:
             kind += " (" + ", ".join(str(c) for c in spec["choices"]) + ")"
@@ -39,28 +74,47 @@ def table(role: str) -> str:
     return "\n".join(rows)
 
 
-def render(text: str) -> str:
+def render(repo: Path, text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         role = match.group(1)
-        return f"<!-- role-vars:{role} -->\n{table(role)}\n<!-- /role-vars:{role} -->"
+        return f"<!-- role-vars:{role} -->\n{table(repo, role)}\n<!-- /role-vars:{role} -->"
 
-    return re.sub(r"<!-- role-vars:(\w+) -->.*?<!-- /role-vars:\1 -->", replace, text, flags=re.S)
+    return MARKERS.sub(replace, text)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, repo: Path = REPO) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a table is stale or missing"
+    )
     args = parser.parse_args(argv)
-    current = README.read_text()
-    wanted = render(current)
-    if args.check:
-        if current != wanted:
-            print("error: README.md role tables are stale; run scripts/role_docs.py",
-                  file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(wanted)
-    return 0
+    problems: list[str] = []
+    tabled: set[str] = set()
+    for page in pages(repo):
+        current = page.read_text()
+        tabled.update(match.group(1) for match in MARKERS.finditer(current))
+        try:
+            wanted = render(repo, current)
+        except RoleDocsError as error:
+            problems.append(f"{page.relative_to(repo)}: {error}")
+            continue
+        if current == wanted:
+            continue
+        if args.check:
+            problems.append(
+                f"{page.relative_to(repo)}: role tables are stale; run scripts/role_docs.py"
+            )
+        else:
+            page.write_text(wanted)
+    for role in documented_roles(repo):
+        if role not in tabled:
+            problems.append(
+                f"role '{role}' has argument specs but no table: add <!-- role-vars:{role} --> "
+                f"and <!-- /role-vars:{role} --> to a page in docs/, then run scripts/role_docs.py"
+            )
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def create_app(
         # The encoders load from the local cache in a thread; /readyz says "loading" meanwhile.
         app.state.embedding_models = EmbeddingModels(settings.models)
         # At most `forward_passes` at once, whichever route or model asks: one per CPU the
-        # worker may use, each on one BLAS thread (README, "Embeddings under load").
+        # worker may use, each on one BLAS thread (docs/api.md, "Embeddings under load").
         limits = BatchLimits(
             max_wait_s=settings.embeddings_batch_wait_ms / 1000,
             max_batch_tokens=settings.embeddings_max_batch_tokens,

@@ -1,6 +1,6 @@
 """How the CPUs a process may use are split: concurrent forward passes, each on one BLAS thread.
 
-The rule (README, "Embeddings under load"): each uvicorn worker gets the container's CPU limit
+The rule (docs/api.md, "Embeddings under load"): each uvicorn worker gets the container's CPU limit
 (cgroup v2 `cpu.max`, else the CPUs this process may run on) divided by the workers
 (UVICORN_WORKERS), and runs that many forward passes at once (the app's encode limiter), each
 on one BLAS thread. Not one pass on that many BLAS threads: OpenBLAS's threads meet at a

@@ -54,7 +54,7 @@ DEFAULT_EMBEDDINGS_MAX_BATCH_TOKENS = 8192
 # As the nginx proxy of a deployed host (client_max_body_size 4m): 64 inputs of 20000
 # characters of plain text fit; a bigger body is refused before it is read.
 DEFAULT_MAX_REQUEST_BODY_BYTES = 4 * 1024 * 1024
-# Measured by benchmarks/nicabench/index_bench.py (README, "Benchmarks") on 100,000 distinct
+# Measured by benchmarks/nicabench/index_bench.py (docs/benchmarks.md) on 100,000 distinct
 # sentences embedded by the real model, PostgreSQL 17, migration 0003's index, a busy 2-core
 # machine (load average 7-8): paraphrase-like queries' top result was the exact one at every
 # value from 40; unrelated questions' at 400 for 87% (statement p95 36 ms), at 1000 (pgvector's

@@ -162,7 +162,7 @@ def test_batch_wait_may_be_zero() -> None:
 
 
 def test_search_ef_search_defaults_to_the_measured_value() -> None:
-    assert settings_from().search_ef_search == 400, "the value README's Benchmarks measured"
+    assert settings_from().search_ef_search == 400, "the value docs/benchmarks.md measured"
 
 
 def test_search_ef_search_is_read_from_the_environment() -> None:

@@ -1,4 +1,4 @@
-"""benchmarks/run: one benchmark run against the demo host (see README, "Benchmarks").
+"""benchmarks/run: one benchmark run against the demo host (see docs/benchmarks.md).
 
 Prints a table (Markdown) on stdout and writes the same results as JSON (--json); progress
 goes to stderr. Exit status 0 when every section ran, 1 when one failed (its error is in the

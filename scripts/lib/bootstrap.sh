@@ -1,5 +1,12 @@
-# Sourced by scripts/demo and scripts/test: make this machine ready, idempotently.
-# Each step is skipped when its result is already there.
+# Sourced by scripts/demo, scripts/test and benchmarks/run: make this machine ready,
+# idempotently. Each step is skipped when its result is already there.
+#   bootstrap          what scripts/demo needs: the Docker engine, debootstrap and the stand-in
+#                      images, .venv with the controller's tools (requirements-deploy.txt), the
+#                      test model's files
+#   bootstrap bench    the same, with the backend's locked runtime and the test tools in .venv
+#                      (the benchmarks import backend/src)
+#   bootstrap test     the same as bench, plus what only the backend's unit tests use: a
+#                      PostgreSQL with pgvector and Chromium on this machine
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,13 +31,17 @@ apt_install() {  # apt_install PKG... : install the ones missing
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-ensure_packages() {
+ensure_packages() {  # ensure_packages demo|bench|test
   command -v apt-get >/dev/null || die "this script needs a Debian or Ubuntu machine (apt-get)"
-  # debootstrap: the stand-in images; postgresql: the backend's unit tests run a
-  # throwaway server (the system service is not used); chromium: the API docs page
-  # is checked in a real browser (scripts/check_docs_page.py).
-  apt_install debootstrap postgresql python3-venv ca-certificates chromium
-  ensure_pgvector
+  # debootstrap: the stand-in images; docker.io: the engine, unless one is installed (one
+  # apt-get run for all). Only for the tests: postgresql, as the backend's unit tests run a
+  # throwaway server (the system service is not used), and chromium, as the API docs page is
+  # checked in a real browser (scripts/check_docs_page.py).
+  local packages=(debootstrap python3-venv ca-certificates)
+  command -v dockerd >/dev/null || packages+=(docker.io)
+  [[ $1 != test ]] || packages+=(postgresql chromium)
+  apt_install "${packages[@]}"
+  [[ $1 != test ]] || ensure_pgvector
 }
 
 ensure_pgvector() {
@@ -73,17 +84,33 @@ ensure_docker() {
   die "the Docker engine did not start; see /var/log/dockerd.log"
 }
 
-ensure_venv() {
-  local stamp=$VENV/.requirements.sha256 want
-  want=$(cat "$REPO/requirements-dev.txt" "$REPO/backend/requirements.lock" | sha256sum | cut -d' ' -f1)
-  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return 0; fi
-  say "creating the Python environment in .venv"
+venv_stamp() {  # venv_stamp FILE...: the hash .venv records for these requirement files
+  cat "$@" | sha256sum | cut -d' ' -f1
+}
+
+ensure_venv() {  # ensure_venv demo|bench|test
+  local deploy=$REPO/requirements-deploy.txt full=("$REPO/requirements-deploy.txt"
+    "$REPO/requirements-dev.txt" "$REPO/backend/requirements.lock")
+  local pip=("$VENV/bin/pip" install -q --disable-pip-version-check)
+  # The full set includes the controller's tools, so its stamp stands for both.
+  [[ -f $VENV/.full.sha256 && $(cat "$VENV/.full.sha256") == "$(venv_stamp "${full[@]}")" ]] && return 0
+  if [[ $1 == demo ]]; then
+    [[ -f $VENV/.deploy.sha256 && $(cat "$VENV/.deploy.sha256") == "$(venv_stamp "$deploy")" ]] && return 0
+  fi
+  say "creating the Python environment in .venv ($1)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
-  # The backend's locked runtime (hash-checked), then the tools.
-  "$VENV/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps -r "$REPO/backend/requirements.lock"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements-dev.txt"
-  echo "$want" >"$stamp"
+  "${pip[@]}" --upgrade pip
+  if [[ $1 == demo ]]; then
+    "${pip[@]}" -r "$deploy"
+    venv_stamp "$deploy" >"$VENV/.deploy.sha256"
+    return 0
+  fi
+  # The backend's locked runtime (hash-checked), then the tools (requirements-dev.txt
+  # includes requirements-deploy.txt).
+  "${pip[@]}" --require-hashes --no-deps -r "$REPO/backend/requirements.lock"
+  "${pip[@]}" -r "$REPO/requirements-dev.txt"
+  venv_stamp "$deploy" >"$VENV/.deploy.sha256"
+  venv_stamp "${full[@]}" >"$VENV/.full.sha256"
 }
 
 ensure_images() {
@@ -138,11 +165,19 @@ activate() {
   cd "$REPO"
 }
 
-bootstrap() {
-  ensure_packages
+bootstrap() {  # bootstrap [demo|bench|test] (see the top of this file)
+  local profile=${1:-demo} background
+  case $profile in demo | bench | test) ;; *) die "bootstrap: unknown profile '$profile' (demo, bench or test)" ;; esac
+  ensure_packages "$profile"
+  # The Python environment and the model files download while the engine starts and the
+  # images build (mostly waits on the network and the disk, so they overlap well).
+  { ensure_venv "$profile"; ensure_hub_data; } &
+  background=$!
+  # shellcheck disable=SC2064  # the PID is meant to be expanded now
+  trap "kill $background 2>/dev/null || true" EXIT
   ensure_docker
-  ensure_venv
-  ensure_hub_data
   ensure_images
+  wait "$background" || die "the Python environment or the test model could not be made (see above)"
+  trap - EXIT
   activate
 }

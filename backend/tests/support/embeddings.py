@@ -19,7 +19,7 @@ from src.embeddings import Encoder, load
 from src.settings import Settings
 
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
-# The README's claim. The encoder's worst case is 1 - 2e-11 (the reference has 6 decimals);
+# The claim in docs/api.md. The encoder's worst case is 1 - 2e-11 (the reference has 6 decimals);
 # a tanh GELU scores 1 - 2.2e-6 and a LayerNorm epsilon of 1e-5 for 1e-12 scores 1 - 1.7e-6.
 MIN_COSINE = 0.9999999
 

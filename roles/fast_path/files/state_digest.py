@@ -24,7 +24,7 @@ Only digests leave the host: file contents (secrets included) are hashed, never 
 Standard library only; runs as root with the host's python3. A command that fails (no
 engine, no systemd) is hashed as its error, so the digest differs instead of passing.
 Written by hand because it must be one command: one round trip through the connection
-instead of a task per fact (README, "No-change deploys").
+instead of a task per fact (docs/architecture.md, "No-change deploys: the fast path").
 """
 
 from __future__ import annotations
