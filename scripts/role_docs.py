@@ -63,15 +63,39 @@ def options(repo: Path, role: str) -> dict[str, Any]:
     return merged
 
 
-def table(repo: Path, role: str) -> str:
-    rows = ["| variable | type | default | description |", "| --- | --- | --- | --- |"]
-    for name, spec in options(repo, role).items():
-        kind = spec.get("type", "str")
-        if "choices" in spec:
-            kind += " (" + ", ".join(str(c) for c in spec["choices"]) + ")"
-        default = "*required*" if spec.get("required") else f"`{_cell(spec.get('default', ''))}`"
-        rows.append(f"| `{name}` | {kind} | {default} | {_cell(spec.get('description', ''))} |")
+def entry_points(repo: Path, role: str) -> str:
+    """A role's entry points (tasks_from), what each does and the inputs it takes."""
+    specs: dict[str, Any] = yaml.safe_load(spec_file(repo, role).read_text())["argument_specs"]
+    rows = ["| entry point | what it does | its inputs |", "| --- | --- | --- |"]
+    for name, entry in specs.items():
+        inputs = (
+            ", ".join(f"`{option}`" for option in entry.get("options") or {}) or "none of its own"
+        )
+        point = "main" if name == "main" else f"tasks_from: {name}"
+        rows.append(f"| `{point}` | {_cell(entry.get('short_description', ''))} | {inputs} |")
     return "\n".join(rows)
+
+
+def table(repo: Path, role: str) -> str:
+    """The variable table of a role's options; and where the role has entry points besides
+    main, or no options at all, the table of its entry points."""
+    found = options(repo, role)
+    parts = []
+    if found:
+        rows = ["| variable | type | default | description |", "| --- | --- | --- | --- |"]
+        for name, spec in found.items():
+            kind = spec.get("type", "str")
+            if "choices" in spec:
+                kind += " (" + ", ".join(str(c) for c in spec["choices"]) + ")"
+            default = (
+                "*required*" if spec.get("required") else f"`{_cell(spec.get('default', ''))}`"
+            )
+            rows.append(f"| `{name}` | {kind} | {default} | {_cell(spec.get('description', ''))} |")
+        parts.append("\n".join(rows))
+    specs = yaml.safe_load(spec_file(repo, role).read_text())["argument_specs"]
+    if not found or set(specs) - {"main"}:
+        parts.append(entry_points(repo, role))
+    return "\n\n".join(parts)
 
 
 def render(repo: Path, text: str) -> str:

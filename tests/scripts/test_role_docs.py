@@ -175,4 +175,7 @@ def test_a_role_without_a_main_entry_point_lists_every_entry_points_options(
     assert run(repo, capsys) == (0, "")
     text = page.read_text()
     assert "| `gamma_to` | str | `previous` | Where to. |\n| `gamma_lines` | int | `10` |" in text
-    assert text.count("`gamma_to`") == 1, "an option shared by entry points is listed once"
+    assert text.count("| `gamma_to` | str") == 1, "an option shared by entry points is listed once"
+    # and the entry points, each with the inputs it takes
+    assert "| `tasks_from: rollback` |  | `gamma_to` |" in text, text
+    assert "| `tasks_from: status` |  | `gamma_to`, `gamma_lines` |" in text, text
