@@ -112,10 +112,11 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        database_url, hf_home = database_url_from_env(env), hf_home_from_env(env)
         models = model_specs_from_env(env)
         return cls(
-            database_url=database_url_from_env(env),
-            hf_home=hf_home_from_env(env),
+            database_url=database_url,
+            hf_home=hf_home,
             models=tuple(models),
             onnx_files=onnx_files_from_env(env, models),
             embeddings_max_inputs=embeddings_max_inputs_from_env(env),

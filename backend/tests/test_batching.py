@@ -240,8 +240,8 @@ def test_a_client_that_disconnects_leaves_the_queue(
     hold = threading.Event()
     spies: list[SpyEncoder] = []
 
-    def load_spy(path: Path) -> Encoder:
-        spies.append(SpyEncoder(cached_load(path), hold))
+    def load_spy(path: Path, onnx_file: str | None) -> Encoder:
+        spies.append(SpyEncoder(cached_load(path, onnx_file), hold))
         return spies[-1]
 
     with (

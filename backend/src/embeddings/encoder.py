@@ -16,7 +16,7 @@ from tokenizers import Encoding, Tokenizer
 
 from src.embeddings.bert import load_bert
 from src.embeddings.config import Pipeline, max_length, read_bert_config, read_pipeline
-from src.embeddings.errors import EncoderLoadError
+from src.embeddings.errors import EncodeError, EncoderLoadError
 from src.embeddings.functional import F32
 from src.embeddings.onnx_bert import load_onnx
 from src.embeddings.pooling import l2_normalize, pool
@@ -83,10 +83,17 @@ class Encoder:
         return tokenize(self._tokenizer, texts)
 
     def forward(self, encodings: Sequence[Encoding]) -> F32:
-        """One forward pass over the encodings padded together: [len(encodings), dimension]."""
+        """One forward pass over the encodings padded together: [len(encodings), dimension].
+
+        Raises EncodeError for a NaN or infinite value (weights gone bad): never served."""
         batch = pad(encodings)
         pooled = pool(self._bert(batch), batch.mask, self._pipeline.pooling_modes)
         vectors: F32 = l2_normalize(pooled) if self._pipeline.normalize else pooled
+        if not np.isfinite(vectors).all():
+            raise EncodeError(
+                f"{self.weights_file} ({self.runtime}) gave NaN or infinite values for a batch "
+                f"of {len(encodings)}"
+            )
         return vectors
 
 

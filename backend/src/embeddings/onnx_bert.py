@@ -225,5 +225,5 @@ def _reason(error: BaseException, path: Path | None = None) -> str:
     if text.startswith("[ONNXRuntimeError]"):
         text = text.rsplit(" : ", 1)[-1].strip()
     if path is not None:
-        text = text.replace(str(path), path.name)
-    return text[:MAX_REASON]
+        text = text.replace(f"Load model from {path} failed:", "").replace(str(path), path.name)
+    return text.strip()[:MAX_REASON]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.embeddings.encoder import Encoder
-from src.model_cache.manifest import ModelCacheError, snapshot_dir, verify
+from src.model_cache.manifest import ModelCacheError, check_sha256, snapshot_dir, verify
 from src.model_spec import ModelSpec, OnnxFiles
 
 OK = "ok"
@@ -93,9 +93,13 @@ def _load_one(
         return Unavailable(f"not loaded: {error}")
     if onnx_file not in {cached.path for cached in model.files}:
         onnx_file = None  # the repo has no such file: the prefetch fetched the safetensors
+    snapshot = snapshot_dir(hf_home, model.repo_id, model.commit)
     started = time.monotonic()
     try:
-        encoder = loader(snapshot_dir(hf_home, model.repo_id, model.commit), onnx_file)
+        # The weights are the bytes the prefetch checked against the Hub, or nothing loads.
+        for cached in model.files:
+            check_sha256(snapshot, cached, "the prefetch recorded")
+        encoder = loader(snapshot, onnx_file)
     except Exception as error:  # any failure must reach /readyz, not end the thread unseen
         reason = _first_line(error)
         logger.warning("embeddings: %s failed to load: %s", spec, reason)

@@ -8,8 +8,9 @@ For each `org/name[@revision]`:
    select (below);
 3. download exactly those files at that commit into `$HF_HOME/hub` (huggingface_hub's
    standard cache layout), each tried up to 3 times on connection errors and HTTP 5xx;
-4. check each selected file is in the snapshot at its listed size: completeness comes from
-   the listing, not from the download call;
+4. check each selected file is in the snapshot at its listed size, and each LFS file (the
+   weights) at its listed sha256: completeness comes from the listing, not from the download
+   call;
 5. record the model, with exactly the selected files, in `$HF_HOME/prefetch-manifest.json`
    (atomically; never for a repo that failed), and remove partial downloads of killed runs.
 
@@ -54,6 +55,7 @@ from src.model_cache.manifest import (
     CachedFile,
     CachedModel,
     ModelCacheError,
+    check_sha256,
     check_snapshot,
     hub_cache_dir,
     now_utc,
@@ -311,7 +313,8 @@ def list_files(api: HfApi, spec: ModelSpec, commit: str, token: str | bool) -> l
     for item in api.list_repo_tree(spec.repo_id, revision=commit, recursive=True, token=token):
         if isinstance(item, RepoFile):
             size = item.lfs.size if item.lfs is not None else item.size
-            files.append(CachedFile(path=item.path, size=int(size)))
+            digest = item.lfs.sha256 if item.lfs is not None else None
+            files.append(CachedFile(path=item.path, size=int(size), sha256=digest))
     return files
 
 
@@ -425,6 +428,11 @@ def fetch(
         check_snapshot(snapshot, files)
     except ModelCacheError as error:
         raise PrefetchError(f"incomplete snapshot at commit {commit}: {error}") from None
+    for cached in files:  # the weights (LFS files): the bytes the Hub lists, none other
+        try:
+            check_sha256(snapshot, cached, "the Hub lists")
+        except ModelCacheError as error:
+            raise PrefetchError(f"corrupt snapshot at commit {commit}: {error}") from None
     if onnx_file is not None and onnx_file in wanted:
         check_onnx(snapshot, onnx_file)
     write_ref(hf_home, spec, commit)
