@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,10 +29,16 @@ DB_CONNECT_TIMEOUT_S = 2
 
 
 def create_app(
-    settings: Settings, load_encoder: EncoderLoader = embeddings.load, forward_passes: int = 1
+    settings: Settings,
+    load_encoder: EncoderLoader | None = None,
+    forward_passes: int = 1,
+    pass_threads: int = 1,
 ) -> FastAPI:
-    """The app; `load_encoder` turns a snapshot folder into an encoder (tests share one);
-    `forward_passes` run at once (src.blas_threads.forward_passes)."""
+    """The app; `load_encoder` turns a snapshot folder (and its ONNX file, if the model runs on
+    ONNX Runtime) into an encoder (tests share one; default embeddings.load);
+    `forward_passes` run at once (src.blas_threads.forward_passes), each on `pass_threads`
+    ONNX Runtime intra-op threads (src.blas_threads.threads_per_pass)."""
+    loader = load_encoder or functools.partial(embeddings.load, threads=pass_threads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,9 +48,10 @@ def create_app(
             settings, connect_timeout=DB_CONNECT_TIMEOUT_S
         )
         # The encoders load from the local cache in a thread; /readyz says "loading" meanwhile.
-        app.state.embedding_models = EmbeddingModels(settings.models)
+        app.state.embedding_models = EmbeddingModels(settings.models, settings.onnx_files)
         # At most `forward_passes` at once, whichever route or model asks: one per CPU the
-        # worker may use, each on one BLAS thread (docs/api.md, "Embeddings under load").
+        # worker may use, each on one BLAS or ONNX Runtime thread (docs/api.md, "Embeddings
+        # under load").
         limits = BatchLimits(
             max_wait_s=settings.embeddings_batch_wait_ms / 1000,
             max_batch_tokens=settings.embeddings_max_batch_tokens,
@@ -60,15 +68,14 @@ def create_app(
                         logger.warning("startup: cannot note this worker loaded: %s", error)
                 run_backfill(app.state.engine, app.state.embedding_models, settings)
 
-            app.state.embedding_models.start_loading(
-                settings.hf_home, load_encoder, then=after_loading
-            )
+            app.state.embedding_models.start_loading(settings.hf_home, loader, then=after_loading)
         logger.info(
-            "startup: database %s, schema head %s, HF_HOME %s, models %s",
+            "startup: database %s, schema head %s, HF_HOME %s, models %s, ONNX files %s",
             settings.database_url_safe,
             app.state.migration_head,
             settings.hf_home,
             ", ".join(str(m) for m in settings.models) or "(none)",
+            settings.onnx_files,
         )
         if settings.tracing is not None:
             logger.info(

@@ -32,6 +32,8 @@ def _load_settings() -> Settings:
 logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 settings = _load_settings()
 logging.getLogger(__name__).info(
-    "startup: %d forward pass(es) at once, %d BLAS thread(s) each", FORWARD_PASSES, BLAS_THREADS
+    "startup: %d forward pass(es) at once, %d thread(s) each (BLAS or ONNX Runtime intra-op)",
+    FORWARD_PASSES,
+    BLAS_THREADS,
 )
-app = create_app(settings, forward_passes=FORWARD_PASSES)
+app = create_app(settings, forward_passes=FORWARD_PASSES, pass_threads=BLAS_THREADS)

@@ -1,4 +1,5 @@
-"""Which models the app needs: `HF_MODEL_REPOS` parsed into ModelSpec values."""
+"""Which models the app needs: `HF_MODEL_REPOS` parsed into ModelSpec values, and which ONNX
+file each one runs on (`HF_ONNX_FILES`, parsed into OnnxFiles)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ RULES_FILE = Path(__file__).with_name("model_spec_rules.json")
 _RULES = json.loads(RULES_FILE.read_text(encoding="utf-8"))
 _REPO_ID_RE = re.compile(_RULES["repo_id"])
 _REVISION_RE = re.compile(_RULES["revision"])
+_ONNX_FILE_RE = re.compile(_RULES["onnx_file"])
+
+# HF_ONNX_FILES: which ONNX file of a repo the encoder runs on ONNX Runtime (when the repo has
+# it); the real sentence-transformers repositories ship theirs as onnx/model.onnx.
+DEFAULT_ONNX_FILE = "onnx/model.onnx"
+NO_ONNX = "none"  # the model runs on the NumPy BERT, from its safetensors weights
+EVERY_MODEL = "*"  # an HF_ONNX_FILES entry for the models no other entry names
 
 
 @dataclass(frozen=True)
@@ -69,3 +77,55 @@ def parse_model_repos(value: str, default_revision: str) -> list[ModelSpec]:
         seen.add(repo_id)
         specs.append(ModelSpec(repo_id, revision if at else default_revision))
     return specs
+
+
+@dataclass(frozen=True)
+class OnnxFiles:
+    """The ONNX file each model runs on (a path in its repo), or None: the NumPy BERT."""
+
+    default: str | None = DEFAULT_ONNX_FILE
+    by_repo: tuple[tuple[str, str | None], ...] = ()  # (repo id, file), repo ids unique
+
+    def for_repo(self, repo_id: str) -> str | None:
+        return dict(self.by_repo).get(repo_id, self.default)
+
+    def __str__(self) -> str:
+        entries = [*self.by_repo, (EVERY_MODEL, self.default)]
+        return ", ".join(f"{repo}={file or NO_ONNX}" for repo, file in entries)
+
+
+def is_valid_onnx_file(path: str) -> bool:
+    return _ONNX_FILE_RE.match(path) is not None
+
+
+def parse_onnx_files(value: str) -> OnnxFiles:
+    """Parse `REPO=FILE, ...`: REPO an org/name or `*` (every model not named), FILE a path in
+    the repo ending in .onnx, or `none` (the NumPy BERT). Unset entries keep the default,
+    `*=onnx/model.onnx`; empty entries are ignored.
+
+    Raises ValueError (one line, naming the entry) for a malformed entry or a repeated repo.
+    """
+    default: str | None = DEFAULT_ONNX_FILE
+    by_repo: dict[str, str | None] = {}
+    seen: set[str] = set()
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        repo, equals, path = (part.strip() for part in entry.partition("="))
+        if not equals or not (repo == EVERY_MODEL or is_valid_repo_id(repo)):
+            raise ValueError(f"entry {entry!r} is not of the form org/name=FILE or *=FILE")
+        if path != NO_ONNX and not is_valid_onnx_file(path):
+            raise ValueError(
+                f"entry {entry!r}: {path!r} is not a path in the repo ending in .onnx "
+                f"(e.g. {DEFAULT_ONNX_FILE}) nor {NO_ONNX!r}"
+            )
+        if repo in seen:
+            raise ValueError(f"entry {entry!r} repeats {repo}")
+        seen.add(repo)
+        file = None if path == NO_ONNX else path
+        if repo == EVERY_MODEL:
+            default = file
+        else:
+            by_repo[repo] = file
+    return OnnxFiles(default, tuple(by_repo.items()))

@@ -14,6 +14,9 @@ Environment:
                            anonymous. HF_TOKEN and HUGGING_FACE_HUB_TOKEN are never used.
   HF_ALLOW_PATTERNS        comma separated globs of the files to fetch
   HF_IGNORE_PATTERNS       comma separated globs of files never to fetch
+  HF_ONNX_FILES            the ONNX file each model runs on (src/settings.py); fetched, and
+                           checked with ONNX Runtime, instead of the safetensors weights when
+                           the repo has it (default `*=onnx/model.onnx`)
   HF_HUB_ETAG_TIMEOUT      seconds for metadata calls (default 10)
   HF_HUB_DOWNLOAD_TIMEOUT  seconds without data before a download fails (default 30)
 
@@ -37,7 +40,7 @@ from src.model_cache.prefetch import (
     prepare_online_hub,
     scrub,
 )
-from src.settings import ConfigError, hf_home_from_env, model_specs_from_env
+from src.settings import ConfigError, hf_home_from_env, model_specs_from_env, onnx_files_from_env
 
 DEFAULT_TOKEN_FILE = "/run/secrets/huggingface_token"  # noqa: S105 - a path, not a secret
 TIMEOUT_DEFAULTS = {"HF_HUB_ETAG_TIMEOUT": "10", "HF_HUB_DOWNLOAD_TIMEOUT": "30"}
@@ -98,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         hf_home = hf_home_from_env(os.environ)
         specs = model_specs_from_env(os.environ)
+        onnx_files = onnx_files_from_env(os.environ, specs)
         token = read_token(os.environ)
         timeouts = timeouts_from_env(os.environ)
         patterns = patterns_from_env(os.environ)
@@ -111,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_online_hub(hf_home, timeouts)
     for spec in specs:
         try:
-            line = prefetch_one(spec, hf_home, token, token_file, patterns)
+            onnx_file = onnx_files.for_repo(spec.repo_id)
+            line = prefetch_one(spec, hf_home, token, token_file, patterns, onnx_file)
         except PrefetchError as error:
             print(scrub(f"error: prefetch of {spec} failed: {error}", token), file=sys.stderr)
             return 1

@@ -5,6 +5,12 @@ DATABASE_PASSWORD_FILE  file whose stripped content is the database password (op
 HF_HOME                 model cache root (default /var/huggingface)
 HF_MODEL_REPOS          comma separated org/name[@revision] (default: none)
 HF_REVISION             revision of entries without '@' (default main)
+HF_ONNX_FILES           which ONNX file each model runs on with ONNX Runtime, when its repo has
+                        it: comma separated REPO=FILE, REPO an org/name of HF_MODEL_REPOS or
+                        `*` (the others), FILE a path in the repo ending in .onnx, or `none`
+                        (the NumPy BERT, from model.safetensors); default `*=onnx/model.onnx`.
+                        The prefetch reads it too: it fetches that file instead of the
+                        safetensors weights (src/model_cache/prefetch.py)
 EMBEDDINGS_MAX_INPUTS   most inputs one POST /v1/embeddings may carry (default 64)
 EMBEDDINGS_MAX_INPUT_CHARS  most characters of one text to embed: each input of POST
                             /v1/embeddings, POST /v1/documents' text, GET /v1/search's q
@@ -29,14 +35,20 @@ SEARCH_EF_SEARCH            candidates GET /v1/search's HNSW index scan keeps (p
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from src.model_spec import ModelSpec, is_valid_revision, parse_model_repos
+from src.model_spec import (
+    ModelSpec,
+    OnnxFiles,
+    is_valid_revision,
+    parse_model_repos,
+    parse_onnx_files,
+)
 
 DEFAULT_HF_HOME = "/var/huggingface"
 DEFAULT_REVISION = "main"
@@ -82,6 +94,7 @@ class Settings:
     database_url: URL  # carries the password; renders as *** with str()/repr()
     hf_home: Path
     models: tuple[ModelSpec, ...]
+    onnx_files: OnnxFiles = field(default_factory=OnnxFiles)  # HF_ONNX_FILES
     embeddings_max_inputs: int = DEFAULT_EMBEDDINGS_MAX_INPUTS
     embeddings_max_input_chars: int = DEFAULT_EMBEDDINGS_MAX_INPUT_CHARS
     embeddings_batch_wait_ms: int = DEFAULT_EMBEDDINGS_BATCH_WAIT_MS
@@ -99,10 +112,13 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        database_url, hf_home = database_url_from_env(env), hf_home_from_env(env)
+        models = model_specs_from_env(env)
         return cls(
-            database_url=database_url_from_env(env),
-            hf_home=hf_home_from_env(env),
-            models=tuple(model_specs_from_env(env)),
+            database_url=database_url,
+            hf_home=hf_home,
+            models=tuple(models),
+            onnx_files=onnx_files_from_env(env, models),
             embeddings_max_inputs=embeddings_max_inputs_from_env(env),
             embeddings_max_input_chars=embeddings_max_input_chars_from_env(env),
             embeddings_batch_wait_ms=_whole_number(
@@ -182,6 +198,20 @@ def model_specs_from_env(env: Mapping[str, str]) -> list[ModelSpec]:
         return parse_model_repos(env.get("HF_MODEL_REPOS", ""), default_revision=revision)
     except ValueError as error:
         raise ConfigError(f"HF_MODEL_REPOS: {error}") from None
+
+
+def onnx_files_from_env(env: Mapping[str, str], models: Sequence[ModelSpec]) -> OnnxFiles:
+    """HF_ONNX_FILES; a repo it names must be one of `models` (HF_MODEL_REPOS): a typo there
+    would otherwise leave that model on its default file without a word."""
+    try:
+        onnx_files = parse_onnx_files(env.get("HF_ONNX_FILES", ""))
+    except ValueError as error:
+        raise ConfigError(f"HF_ONNX_FILES: {error}") from None
+    configured = {spec.repo_id for spec in models}
+    for repo, _ in onnx_files.by_repo:
+        if repo not in configured:
+            raise ConfigError(f"HF_ONNX_FILES names {repo}, which HF_MODEL_REPOS does not list")
+    return onnx_files
 
 
 def embeddings_max_inputs_from_env(env: Mapping[str, str]) -> int:

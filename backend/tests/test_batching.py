@@ -1,4 +1,5 @@
-"""Dynamic batching (src.embeddings.batching) with the real all-MiniLM-L6-v2 encoder: results
+"""Dynamic batching (src.embeddings.batching) with the real all-MiniLM-L6-v2 encoder, on both
+runtimes (the tests that take `any_encoder` run for the NumPy BERT and ONNX Runtime): results
 in each request's order, errors kept to their request, the bounded wait, cancelled requests,
 and a client that disconnects from the real server."""
 
@@ -85,26 +86,26 @@ async def embed_all(batcher: Batcher, requests: list[list[str]]) -> list[Encoded
 
 
 def test_concurrent_requests_get_their_own_vectors_in_their_order(
-    minilm_encoder: Encoder,
+    any_encoder: Encoder,
 ) -> None:
-    batcher = Batcher(minilm_encoder, limits(), CapacityLimiter(1))
+    batcher = Batcher(any_encoder, limits(), CapacityLimiter(1))
     results = asyncio.run(embed_all(batcher, REQUESTS))
     for texts, result in zip(REQUESTS, results, strict=True):
-        alone = minilm_encoder.encode(texts)
+        alone = any_encoder.encode(texts)
         assert result.token_counts == alone.token_counts, f"token counts of {texts}"
         assert np.allclose(result.vectors, alone.vectors, atol=1e-6), (
             f"{texts}: expected the vectors encode() gives for them alone, in that order"
         )
 
 
-def test_concurrent_requests_share_forward_passes(minilm_encoder: Encoder) -> None:
-    spy = SpyEncoder(minilm_encoder)
+def test_concurrent_requests_share_forward_passes(any_encoder: Encoder) -> None:
+    spy = SpyEncoder(any_encoder)
     asyncio.run(embed_all(Batcher(spy, limits(), CapacityLimiter(1)), REQUESTS))
     assert len(spy.seen) == 1, f"expected {len(REQUESTS)} requests in one pass, got {spy.seen}"
 
 
-def test_a_failing_request_fails_alone(minilm_encoder: Encoder) -> None:
-    spy = SpyEncoder(minilm_encoder)
+def test_a_failing_request_fails_alone(any_encoder: Encoder) -> None:
+    spy = SpyEncoder(any_encoder)
     batcher = Batcher(spy, limits(), CapacityLimiter(1))
 
     async def run() -> list[Encoded | BaseException]:
@@ -123,12 +124,12 @@ def test_a_failing_request_fails_alone(minilm_encoder: Encoder) -> None:
     assert isinstance(poisoned, RuntimeError), f"the poisoned request should fail: {poisoned}"
     for texts, result in ((["fine"], first), (["also fine"], last)):
         assert isinstance(result, Encoded), f"{texts} should succeed, got {result!r}"
-        assert np.allclose(result.vectors, minilm_encoder.encode(texts).vectors, atol=1e-6)
+        assert np.allclose(result.vectors, any_encoder.encode(texts).vectors, atol=1e-6)
 
 
-def test_a_lone_request_waits_no_longer_than_the_bound(minilm_encoder: Encoder) -> None:
+def test_a_lone_request_waits_no_longer_than_the_bound(any_encoder: Encoder) -> None:
     wait_s = 1.0
-    batcher = Batcher(minilm_encoder, limits(wait_s=wait_s), CapacityLimiter(1))
+    batcher = Batcher(any_encoder, limits(wait_s=wait_s), CapacityLimiter(1))
     started = time.monotonic()
     asyncio.run(embed_all(batcher, [["alone"]]))
     elapsed = time.monotonic() - started
@@ -137,8 +138,8 @@ def test_a_lone_request_waits_no_longer_than_the_bound(minilm_encoder: Encoder) 
     )
 
 
-def test_a_request_arriving_within_the_wait_joins_the_batch(minilm_encoder: Encoder) -> None:
-    spy = SpyEncoder(minilm_encoder)
+def test_a_request_arriving_within_the_wait_joins_the_batch(any_encoder: Encoder) -> None:
+    spy = SpyEncoder(any_encoder)
     batcher = Batcher(spy, limits(wait_s=0.3), CapacityLimiter(1))
 
     async def run() -> None:
@@ -151,8 +152,8 @@ def test_a_request_arriving_within_the_wait_joins_the_batch(minilm_encoder: Enco
     assert len(spy.seen) == 1, f"expected one shared pass, got {len(spy.seen)}"
 
 
-def test_a_full_batch_does_not_wait(minilm_encoder: Encoder) -> None:
-    spy = SpyEncoder(minilm_encoder)
+def test_a_full_batch_does_not_wait(any_encoder: Encoder) -> None:
+    spy = SpyEncoder(any_encoder)
     long_wait = 5.0
     batcher = Batcher(spy, limits(wait_s=long_wait, tokens=8), CapacityLimiter(1))
     started = time.monotonic()
@@ -162,10 +163,10 @@ def test_a_full_batch_does_not_wait(minilm_encoder: Encoder) -> None:
 
 
 def test_passes_hold_at_most_max_tokens_padded_and_group_by_length(
-    minilm_encoder: Encoder,
+    any_encoder: Encoder,
 ) -> None:
     texts = ["short"] * 4 + ["a much longer text than the others, with many more words in it"] * 2
-    encodings = minilm_encoder.tokenize(texts)
+    encodings = any_encoder.tokenize(texts)
     long_tokens, short_tokens = len(encodings[-1].ids), len(encodings[0].ids)
     cut = passes(encodings, max_tokens=2 * long_tokens)
     assert cut == [[4, 5], [0, 1, 2, 3]], f"long texts together, then short ones; got {cut}"
@@ -173,11 +174,11 @@ def test_passes_hold_at_most_max_tokens_padded_and_group_by_length(
     assert short_tokens * 4 <= 2 * long_tokens
 
 
-def passes_running_together(slots: int, minilm_encoder: Encoder) -> int:
+def passes_running_together(slots: int, any_encoder: Encoder) -> int:
     """Two requests, the second queued while the first one's pass is held: how many passes
     were running at once before the hold was lifted."""
     hold = threading.Event()
-    spy = SpyEncoder(minilm_encoder, hold)
+    spy = SpyEncoder(any_encoder, hold)
     batcher = Batcher(spy, limits(wait_s=0), CapacityLimiter(slots))
 
     async def run() -> int:
@@ -197,21 +198,21 @@ def passes_running_together(slots: int, minilm_encoder: Encoder) -> int:
     return asyncio.run(run())
 
 
-def test_batches_run_at_once_up_to_the_limiters_slots(minilm_encoder: Encoder) -> None:
-    assert passes_running_together(2, minilm_encoder) == 2, (
+def test_batches_run_at_once_up_to_the_limiters_slots(any_encoder: Encoder) -> None:
+    assert passes_running_together(2, any_encoder) == 2, (
         "with two slots, the second request's batch should run while the first is held"
     )
 
 
-def test_with_one_slot_the_next_batch_waits_for_the_pass(minilm_encoder: Encoder) -> None:
-    assert passes_running_together(1, minilm_encoder) == 1, (
+def test_with_one_slot_the_next_batch_waits_for_the_pass(any_encoder: Encoder) -> None:
+    assert passes_running_together(1, any_encoder) == 1, (
         "with one slot, the second request's batch should wait for the held pass"
     )
 
 
-def test_a_request_cancelled_while_queued_is_never_encoded(minilm_encoder: Encoder) -> None:
+def test_a_request_cancelled_while_queued_is_never_encoded(any_encoder: Encoder) -> None:
     hold = threading.Event()
-    spy = SpyEncoder(minilm_encoder, hold)
+    spy = SpyEncoder(any_encoder, hold)
     batcher = Batcher(spy, limits(wait_s=0), CapacityLimiter(1))
 
     async def run() -> Encoded:
@@ -240,8 +241,8 @@ def test_a_client_that_disconnects_leaves_the_queue(
     hold = threading.Event()
     spies: list[SpyEncoder] = []
 
-    def load_spy(path: Path) -> Encoder:
-        spies.append(SpyEncoder(cached_load(path), hold))
+    def load_spy(path: Path, onnx_file: str | None) -> Encoder:
+        spies.append(SpyEncoder(cached_load(path, onnx_file), hold))
         return spies[-1]
 
     with (
@@ -303,15 +304,15 @@ def test_a_body_over_the_limit_is_413_in_the_openai_shape(
     assert "MAX_REQUEST_BODY_BYTES" in error["message"], error["message"]
 
 
-def test_under_random_traffic_no_request_is_left_queued(minilm_encoder: Encoder) -> None:
+def test_under_random_traffic_no_request_is_left_queued(any_encoder: Encoder) -> None:
     """Bursts and lone requests of mixed sizes, some cancelled while queued, two slots and a
     batch budget that leaves requests over for the next batch: every request that was not
     cancelled is answered, with its own vectors, without waiting for a later arrival."""
     rng = random.Random(20261130)  # noqa: S311 (a repeatable test load, not a secret)
     words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "by", "a", "bank"]
     texts = [" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(30)]
-    alone = {text: minilm_encoder.encode([text]).vectors[0] for text in texts}
-    batcher = Batcher(minilm_encoder, limits(wait_s=0.002, tokens=96), CapacityLimiter(2))
+    alone = {text: any_encoder.encode([text]).vectors[0] for text in texts}
+    batcher = Batcher(any_encoder, limits(wait_s=0.002, tokens=96), CapacityLimiter(2))
 
     async def run() -> tuple[int, list[str]]:
         served, problems = 0, []

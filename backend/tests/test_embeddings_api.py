@@ -134,8 +134,8 @@ class HeldEncoder(Encoder):
 def test_the_server_answers_while_an_encode_runs(settings: Settings) -> None:
     started, release = threading.Event(), threading.Event()
 
-    def load_held(path: Path) -> Encoder:
-        return HeldEncoder(cached_load(path), started, release)
+    def load_held(path: Path, onnx_file: str | None) -> Encoder:
+        return HeldEncoder(cached_load(path, onnx_file), started, release)
 
     with (
         TestClient(create_app(settings, load_encoder=load_held)) as client,
@@ -317,11 +317,12 @@ def test_embeddings_are_503_while_the_model_loads(loading_client: TestClient) ->
 
 @pytest.fixture(scope="module")
 def broken_hf_home(prefetched: Prefetched, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the warm cache whose model.safetensors is garbage of the right size."""
+    """A copy of the warm cache whose onnx/model.onnx (the model's weights) starts with
+    garbage, at the right size."""
     hf_home = tmp_path_factory.mktemp("hf-home-broken")
     shutil.copytree(prefetched.hf_home, hf_home, symlinks=True, dirs_exist_ok=True)
     commit = load_manifest(hf_home)[PUBLIC_REPO].commit
-    weights = (snapshot_dir(hf_home, PUBLIC_REPO, commit) / "model.safetensors").resolve()
+    weights = (snapshot_dir(hf_home, PUBLIC_REPO, commit) / "onnx" / "model.onnx").resolve()
     assert weights.is_relative_to(hf_home), f"the copy should not share {weights}"
     with weights.open("r+b") as handle:
         handle.write(b"\xff" * 64)
@@ -339,7 +340,7 @@ def test_readyz_is_503_naming_a_model_that_failed_to_load(broken_client: TestCli
     response = readyz_after_loading(broken_client)
     assert response.status_code == 503, f"expected 503, got {response.status_code}"
     check = response.json()["checks"]["embeddings"]
-    prefix = f"{PUBLIC_REPO}@main: failed to load: model.safetensors cannot be read"
+    prefix = f"{PUBLIC_REPO}@main: failed to load: file onnx/model.onnx has sha256 "
     assert check.startswith(prefix), f"embeddings check: {check}"
 
 

@@ -1,4 +1,5 @@
-"""The NumPy encoder against sentence-transformers (reference: tests/data/minilm_reference.json)."""
+"""Both encoders, the NumPy BERT and ONNX Runtime (each test runs for both), against
+sentence-transformers (reference: tests/data/minilm_reference.json)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ IDS = [f"{index:02d}-{item.text[:12].strip()}" for index, item in enumerate(ITEM
 
 
 @pytest.fixture(scope="module")
-def encoded(minilm_encoder: Encoder) -> Encoded:
+def encoded(any_encoder: Encoder) -> Encoded:
     """All reference sentences in one call, in batches of 8: short ones padded next to long ones."""
-    return minilm_encoder.encode([item.text for item in ITEMS], batch_size=8)
+    return any_encoder.encode([item.text for item in ITEMS], batch_size=8)
 
 
 @pytest.mark.parametrize("index", range(len(ITEMS)), ids=IDS)
@@ -40,8 +41,8 @@ def test_reference_covers_inputs_past_the_max_length() -> None:
     assert len(truncated) >= 1, "the reference should hold a sentence truncated at 256 tokens"
 
 
-def test_long_input_is_truncated_at_max_seq_length(minilm_encoder: Encoder) -> None:
-    encoded = minilm_encoder.encode(["word " * 1000])
+def test_long_input_is_truncated_at_max_seq_length(any_encoder: Encoder) -> None:
+    encoded = any_encoder.encode(["word " * 1000])
     assert encoded.token_counts == [MAX_TOKENS], "1000 words + [CLS] + [SEP] keep 256 tokens"
 
 
@@ -50,14 +51,14 @@ def test_vectors_have_unit_norm(encoded: Encoded) -> None:
     assert np.allclose(norms, 1, atol=1e-5), f"norms: {norms}"
 
 
-def test_vector_does_not_depend_on_its_batch(minilm_encoder: Encoder) -> None:
+def test_vector_does_not_depend_on_its_batch(any_encoder: Encoder) -> None:
     text = ITEMS[2].text
-    alone = minilm_encoder.encode([text]).vectors[0]
-    padded = minilm_encoder.encode([ITEMS[-1].text, text, ITEMS[0].text]).vectors[1]
+    alone = any_encoder.encode([text]).vectors[0]
+    padded = any_encoder.encode([ITEMS[-1].text, text, ITEMS[0].text]).vectors[1]
     difference = float(np.abs(alone - padded).max())
     assert difference < 1e-5, f"padding changed the vector by up to {difference}"
 
 
-def test_no_text_gives_an_empty_matrix(minilm_encoder: Encoder) -> None:
-    encoded = minilm_encoder.encode([])
+def test_no_text_gives_an_empty_matrix(any_encoder: Encoder) -> None:
+    encoded = any_encoder.encode([])
     assert (encoded.vectors.shape, encoded.token_counts) == ((0, 384), [])

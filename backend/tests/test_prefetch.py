@@ -9,13 +9,21 @@ from pathlib import Path
 from src.model_cache.manifest import snapshot_dir
 from tests.conftest import Prefetched
 from tests.support.fake_hub import PRIVATE_REPO, PUBLIC_REPO, FakeHub
-from tests.support.model_data import model_files
+from tests.support.model_data import model_files, sha256
 from tests.support.net import closed_port
 from tests.support.runners import run_prefetch
 
 
 def lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
+
+
+def public_repo_files(onnx_model_dir: Path) -> dict[str, int]:
+    """What the prefetch takes of the public repo: its files but the safetensors weights (the
+    repo has onnx/model.onnx, which the encoder runs on instead)."""
+    files = model_files(onnx_model_dir)
+    del files["model.safetensors"]
+    return files
 
 
 def resolve_gets(requests: list[dict[str, object]]) -> list[object]:
@@ -25,33 +33,52 @@ def resolve_gets(requests: list[dict[str, object]]) -> list[object]:
 # ---- success (the session's warm cache; HF_HUB_OFFLINE=1 is set as in the image)
 
 
-def test_prints_one_line_naming_repo_commit_and_size(
+def test_prints_one_line_naming_repo_commit_size_and_runtime(
     prefetched: Prefetched, fake_hub: FakeHub
 ) -> None:
     commit = fake_hub.commit_of(PUBLIC_REPO)
-    expected = f"prefetch: {PUBLIC_REPO}@main -> commit {commit}, 13 files, 91.6 MB"
+    expected = (
+        f"prefetch: {PUBLIC_REPO}@main -> commit {commit}, 13 files, 91.1 MB, "
+        "runs on ONNX Runtime (onnx/model.onnx)"
+    )
     assert lines(prefetched.result.stdout) == [expected]
     assert prefetched.result.stderr == "", f"nothing on stderr, got: {prefetched.result.stderr}"
 
 
 def test_snapshot_holds_every_file_at_its_size(
-    prefetched: Prefetched, fake_hub: FakeHub, model_dir: Path
+    prefetched: Prefetched, fake_hub: FakeHub, onnx_model_dir: Path
 ) -> None:
     snapshot = snapshot_dir(prefetched.hf_home, PUBLIC_REPO, fake_hub.commit_of(PUBLIC_REPO))
     cached = model_files(snapshot)
-    assert cached == model_files(model_dir), "the snapshot should mirror the hub's files"
+    assert cached == public_repo_files(onnx_model_dir), (
+        "the snapshot should mirror the hub's files, the ONNX file in place of the safetensors"
+    )
 
 
 def test_manifest_records_the_hub_commit_and_files(
-    prefetched: Prefetched, fake_hub: FakeHub, model_dir: Path
+    prefetched: Prefetched, fake_hub: FakeHub, onnx_model_dir: Path
 ) -> None:
     manifest = json.loads((prefetched.hf_home / "prefetch-manifest.json").read_text())
     entry = manifest["models"][PUBLIC_REPO]
     assert entry["commit"] == fake_hub.commit_of(PUBLIC_REPO), "commit should be the hub's"
     assert entry["revision"] == "main"
     files = {f["path"]: f["size"] for f in entry["files"]}
-    assert files == model_files(model_dir), "the manifest should list every file with its size"
+    assert files == public_repo_files(onnx_model_dir), (
+        "the manifest should list every file with its size"
+    )
     assert entry["bytes"] == sum(files.values())
+
+
+def test_manifest_records_the_sha256_of_the_weights(
+    prefetched: Prefetched, onnx_model_dir: Path
+) -> None:
+    manifest = json.loads((prefetched.hf_home / "prefetch-manifest.json").read_text())
+    hashes = {
+        f["path"]: f["sha256"] for f in manifest["models"][PUBLIC_REPO]["files"] if "sha256" in f
+    }
+    assert hashes == {"onnx/model.onnx": sha256(onnx_model_dir / "onnx" / "model.onnx")}, (
+        "the weights file (the hub's one LFS file here) should carry its sha256"
+    )
 
 
 def test_warm_cache_downloads_no_file(

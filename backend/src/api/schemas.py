@@ -31,6 +31,18 @@ class Model(BaseModel):
     commit: str = Field(description="The commit of the cached snapshot.")
     files: list[ModelFile] = Field(description="The cached files with their sizes in bytes.")
     bytes: int = Field(description="The size of those files together.")
+    runtime: Literal["onnxruntime", "numpy"] | None = Field(
+        description=(
+            "What runs the model in this worker: ONNX Runtime, from the ONNX file HF_ONNX_FILES "
+            "names for it, or the NumPy BERT, from model.safetensors when the repo has no such "
+            "file. null while the model loads, or when its load failed (GET /readyz says why)."
+        ),
+        examples=["onnxruntime"],
+    )
+    weights_file: str | None = Field(
+        description="The cached file the runtime reads the weights from; null as runtime.",
+        examples=["onnx/model.onnx"],
+    )
 
 
 class ModelList(BaseModel):

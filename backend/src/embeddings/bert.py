@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,6 +71,11 @@ class Bert:
     token_type_embeddings: F32  # [type_vocab, hidden]
     embedding_norm: Norm
     layers: tuple[Layer, ...]
+    runtime: ClassVar[Literal["numpy"]] = "numpy"
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
 
     def __call__(self, batch: TokenBatch) -> F32:
         """The last hidden states, [batch, sequence, hidden], zero at padding positions."""

@@ -1,22 +1,29 @@
-"""A sentence encoder: tokenizer + BERT + pooling (+ normalization), loaded from a snapshot."""
+"""A sentence encoder: tokenizer + BERT + pooling (+ normalization), loaded from a snapshot.
+
+The BERT runs on ONNX Runtime when the model has an ONNX file in the snapshot (`onnx_file`,
+src/embeddings/onnx_bert.py), else on the NumPy BERT from model.safetensors
+(src/embeddings/bert.py); everything around it is the same for both.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from src.embeddings.bert import Bert, load_bert
+from src.embeddings.bert import load_bert
 from src.embeddings.config import Pipeline, max_length, read_bert_config, read_pipeline
-from src.embeddings.errors import EncoderLoadError
+from src.embeddings.errors import EncodeError, EncoderLoadError
 from src.embeddings.functional import F32
+from src.embeddings.onnx_bert import load_onnx
 from src.embeddings.pooling import l2_normalize, pool
-from src.embeddings.tokenizer import load_tokenizer, pad, tokenize
+from src.embeddings.tokenizer import TokenBatch, load_tokenizer, pad, tokenize
 
 DEFAULT_BATCH_SIZE = 32
+Runtime = Literal["onnxruntime", "numpy"]
 
 
 class Encoded(NamedTuple):
@@ -24,15 +31,38 @@ class Encoded(NamedTuple):
     token_counts: list[int]  # tokens the model saw per text: special tokens in, after truncation
 
 
+class Transformer(Protocol):
+    """The BERT forward pass: the NumPy Bert or an OnnxTransformer."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """What runs it: "numpy" or "onnxruntime" (GET /v1/models shows it)."""
+
+    @property
+    def hidden_size(self) -> int: ...
+
+    def __call__(self, batch: TokenBatch) -> F32:
+        """The last hidden states, [batch, sequence, hidden]."""
+
+
 class Encoder:
     """Immutable once loaded; encode() may run in several threads at once."""
 
-    def __init__(self, tokenizer: Tokenizer, bert: Bert, pipeline: Pipeline, max_length: int):
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        bert: Transformer,
+        pipeline: Pipeline,
+        max_length: int,
+        weights_file: str = "model.safetensors",
+    ):
         self._tokenizer = tokenizer
         self._bert = bert
         self._pipeline = pipeline
         self.max_length = max_length
-        self.dimension = bert.config.hidden_size * len(pipeline.pooling_modes)
+        self.dimension = bert.hidden_size * len(pipeline.pooling_modes)
+        self.runtime = bert.runtime
+        self.weights_file = weights_file  # the file of the snapshot the transformer runs from
 
     def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> Encoded:
         """Embed the texts, batch_size at a time (inputs of similar length batched together)."""
@@ -53,10 +83,17 @@ class Encoder:
         return tokenize(self._tokenizer, texts)
 
     def forward(self, encodings: Sequence[Encoding]) -> F32:
-        """One forward pass over the encodings padded together: [len(encodings), dimension]."""
+        """One forward pass over the encodings padded together: [len(encodings), dimension].
+
+        Raises EncodeError for a NaN or infinite value (weights gone bad): never served."""
         batch = pad(encodings)
         pooled = pool(self._bert(batch), batch.mask, self._pipeline.pooling_modes)
         vectors: F32 = l2_normalize(pooled) if self._pipeline.normalize else pooled
+        if not np.isfinite(vectors).all():
+            raise EncodeError(
+                f"{self.weights_file} ({self.runtime}) gave NaN or infinite values for a batch "
+                f"of {len(encodings)}"
+            )
         return vectors
 
 
@@ -65,8 +102,13 @@ def longest_first(encodings: Sequence[Encoding]) -> list[int]:
     return sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
 
 
-def load(snapshot_dir: Path) -> Encoder:
-    """The encoder of a sentence-transformers snapshot. Raises EncoderLoadError."""
+def load(snapshot_dir: Path, onnx_file: str | None = None, threads: int = 1) -> Encoder:
+    """The encoder of a sentence-transformers snapshot. Raises EncoderLoadError.
+
+    onnx_file: the ONNX file's path in the snapshot, run on ONNX Runtime with `threads`
+    intra-op threads per pass; None: the NumPy BERT, from the Transformer module's
+    model.safetensors.
+    """
     if not snapshot_dir.is_dir():
         raise EncoderLoadError(f"snapshot folder {snapshot_dir} missing")
     pipeline = read_pipeline(snapshot_dir)
@@ -78,5 +120,17 @@ def load(snapshot_dir: Path) -> Encoder:
             f"tokenizer.json has {tokenizer.get_vocab_size()} tokens, more than config.json's "
             f"vocab_size {bert_config.vocab_size}"
         )
-    bert = load_bert(pipeline.transformer_dir / "model.safetensors", bert_config)
-    return Encoder(tokenizer, bert, pipeline, limit)
+    if onnx_file is not None:
+        onnx = load_onnx(snapshot_dir / onnx_file, onnx_file, bert_config.hidden_size, threads)
+        return Encoder(tokenizer, onnx, pipeline, limit, onnx_file)
+    weights = pipeline.transformer_dir / "model.safetensors"
+    bert = load_bert(weights, bert_config)
+    return Encoder(tokenizer, bert, pipeline, limit, _relative(weights, snapshot_dir))
+
+
+def _relative(path: Path, snapshot_dir: Path) -> str:
+    """The path in the repo (as GET /v1/models lists files)."""
+    try:
+        return path.relative_to(snapshot_dir).as_posix()
+    except ValueError:
+        return path.name

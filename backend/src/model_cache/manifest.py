@@ -5,8 +5,15 @@ against the Hub's file listing, and read (never written) by the serving app:
 
     {"version": 1,
      "models": {"<repo_id>": {"revision": "main", "commit": "<40 hex>",
-                              "files": [{"path": "config.json", "size": 612}, ...],
+                              "files": [{"path": "config.json", "size": 612},
+                                        {"path": "onnx/model.onnx", "size": 90364429,
+                                         "sha256": "<64 hex>"}, ...],
                               "bytes": 91618861, "fetched_at": "2025-01-01T12:00:00+00:00"}}}
+
+`sha256` is there for the Hub's LFS files (the weights), as the Hub lists them; the prefetch
+checked the file against it, and the app checks the weights file it loads
+(`check_sha256`) before the runtime reads it: bytes changed since are never served.
+Manifests written before it have no `sha256`; such files are checked by size only.
 
 Snapshots live in huggingface_hub's standard cache layout:
 `$HF_HOME/hub/models--{org}--{name}/snapshots/{commit}/{path}` (symlinks into `blobs/`).
@@ -15,8 +22,10 @@ This module never imports huggingface_hub.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterable
@@ -29,6 +38,8 @@ from src.model_spec import ModelSpec
 
 MANIFEST_NAME = "prefetch-manifest.json"
 MANIFEST_VERSION = 1
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+HASH_CHUNK = 1 << 20
 
 
 class ModelCacheError(Exception):
@@ -39,6 +50,13 @@ class ModelCacheError(Exception):
 class CachedFile:
     path: str
     size: int
+    sha256: str | None = None  # the Hub's LFS sha256 (the weights); None for other files
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"path": self.path, "size": self.size}
+        if self.sha256 is not None:
+            entry["sha256"] = self.sha256
+        return entry
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,7 @@ class CachedModel:
         return {
             "revision": self.revision,
             "commit": self.commit,
-            "files": [{"path": f.path, "size": f.size} for f in self.files],
+            "files": [f.to_json() for f in self.files],
             "bytes": self.bytes,
             "fetched_at": self.fetched_at,
         }
@@ -76,7 +94,10 @@ class CachedModel:
                 raise ValueError(f"entry {repo_id} lists a bad path {path!r}")
             if not isinstance(size, int) or size < 0:
                 raise ValueError(f"entry {repo_id} lists a bad size for {path}")
-            parsed.append(CachedFile(path, size))
+            digest = item.get("sha256")
+            if digest is not None and not (isinstance(digest, str) and SHA256_RE.match(digest)):
+                raise ValueError(f"entry {repo_id} lists a bad sha256 for {path}")
+            parsed.append(CachedFile(path, size, digest))
         fields = {k: data.get(k) for k in ("revision", "commit", "fetched_at")}
         if not all(isinstance(v, str) and v for v in fields.values()):
             raise ValueError(f"entry {repo_id} lacks revision, commit or fetched_at")
@@ -179,6 +200,30 @@ def check_snapshot(snapshot: Path, files: Iterable[CachedFile]) -> None:
             raise ModelCacheError(
                 f"file {cached.path} is {info.st_size} bytes, expected {cached.size}"
             )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_sha256(snapshot: Path, cached: CachedFile, expected_from: str) -> None:
+    """Raise ModelCacheError unless the file hashes to its sha256 (when one is known);
+    `expected_from` says whose sha256 it is ("the Hub lists", "the prefetch recorded")."""
+    if cached.sha256 is None:
+        return
+    try:
+        actual = file_sha256(snapshot / cached.path)
+    except OSError as error:
+        raise ModelCacheError(f"file {cached.path} unreadable: {error.strerror}") from None
+    if actual != cached.sha256:
+        raise ModelCacheError(
+            f"file {cached.path} has sha256 {actual[:16]}..., {expected_from} "
+            f"{cached.sha256[:16]}..."
+        )
 
 
 def verify(hf_home: Path, spec: ModelSpec) -> CachedModel:

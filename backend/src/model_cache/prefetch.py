@@ -8,8 +8,9 @@ For each `org/name[@revision]`:
    select (below);
 3. download exactly those files at that commit into `$HF_HOME/hub` (huggingface_hub's
    standard cache layout), each tried up to 3 times on connection errors and HTTP 5xx;
-4. check each selected file is in the snapshot at its listed size: completeness comes from
-   the listing, not from the download call;
+4. check each selected file is in the snapshot at its listed size, and each LFS file (the
+   weights) at its listed sha256: completeness comes from the listing, not from the download
+   call;
 5. record the model, with exactly the selected files, in `$HF_HOME/prefetch-manifest.json`
    (atomically; never for a repo that failed), and remove partial downloads of killed runs.
 
@@ -27,6 +28,14 @@ filter_repo_objects). With both pattern variables unset, a repo whose listing ha
 *.safetensors file is fetched with its other weight formats (allow + default ignore
 patterns, nothing ignored), after a one-line warning on stderr. Set either variable and the
 patterns apply exactly as given.
+
+The ONNX file (HF_ONNX_FILES, default onnx/model.onnx; src/model_spec.py): with both pattern
+variables unset, a repo that has it is fetched with it (and its external data file,
+`<file>_data` or `<file>.data`, if the repo has one) instead of its *.safetensors weights:
+the encoder runs on ONNX Runtime and reads nothing else. Before the repo is recorded, the
+file is loaded by ONNX Runtime and run on a probe batch (src/embeddings/onnx_bert.py): a
+corrupt file fails the prefetch, naming it. A repo without that file is fetched as above
+(the NumPy BERT reads its safetensors).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from src.model_cache.manifest import (
     CachedFile,
     CachedModel,
     ModelCacheError,
+    check_sha256,
     check_snapshot,
     hub_cache_dir,
     now_utc,
@@ -92,6 +102,9 @@ SAFETENSORS_PATTERN = "*.safetensors"
 T = TypeVar("T")
 
 
+ONNX_DATA_SUFFIXES = ("_data", ".data")  # an ONNX file's external weights, as exporters name them
+
+
 class PrefetchError(Exception):
     """A repo could not be fetched; str() is the one-line reason."""
 
@@ -132,6 +145,19 @@ class FilePatterns:
                 paths, allow_patterns=list(self.allow), ignore_patterns=list(self.ignore) or None
             )
         )
+
+    def with_onnx(self, paths: Sequence[str], onnx_file: str | None) -> set[str] | None:
+        """The files to fetch for a model that runs on `onnx_file`: the default selection with
+        that file (and its external data) in place of the *.safetensors weights; None when the
+        repo has no such file, or the patterns are configured (they apply as given)."""
+        from huggingface_hub.utils._paths import filter_repo_objects  # not re-exported
+
+        if self.configured or onnx_file is None or onnx_file not in paths:
+            return None
+        selected = self.select(paths)
+        weights = set(filter_repo_objects(sorted(selected), allow_patterns=[SAFETENSORS_PATTERN]))
+        data = {onnx_file + suffix for suffix in ONNX_DATA_SUFFIXES} & set(paths)
+        return (selected - weights) | {onnx_file} | data
 
 
 def scrub(text: str, token: str | None) -> str:
@@ -287,7 +313,8 @@ def list_files(api: HfApi, spec: ModelSpec, commit: str, token: str | bool) -> l
     for item in api.list_repo_tree(spec.repo_id, revision=commit, recursive=True, token=token):
         if isinstance(item, RepoFile):
             size = item.lfs.size if item.lfs is not None else item.size
-            files.append(CachedFile(path=item.path, size=int(size)))
+            digest = item.lfs.sha256 if item.lfs is not None else None
+            files.append(CachedFile(path=item.path, size=int(size), sha256=digest))
     return files
 
 
@@ -357,9 +384,15 @@ def write_ref(hf_home: Path, spec: ModelSpec, commit: str) -> None:
     ref.write_text(commit, encoding="utf-8")
 
 
-def fetch(spec: ModelSpec, hf_home: Path, token: str | None, patterns: FilePatterns) -> CachedModel:
-    """Download one repo's selected files, check the snapshot against the listing, return its
-    record."""
+def fetch(
+    spec: ModelSpec,
+    hf_home: Path,
+    token: str | None,
+    patterns: FilePatterns,
+    onnx_file: str | None = None,
+) -> CachedModel:
+    """Download one repo's selected files, check the snapshot against the listing (and its ONNX
+    file with ONNX Runtime), return its record."""
     from huggingface_hub import HfApi, constants
 
     auth: str | bool = token or False  # False: anonymous, never a token found elsewhere
@@ -376,14 +409,16 @@ def fetch(spec: ModelSpec, hf_home: Path, token: str | None, patterns: FilePatte
     if not listing:
         raise PrefetchError(f"the Hub lists no file at commit {commit}")
     paths = [f.path for f in listing]
-    patterns, fell_back = patterns.for_listing(paths)
-    if fell_back:
-        print(
-            f"warning: {spec} has no *.safetensors file; fetching its other weight formats",
-            file=sys.stderr,
-            flush=True,
-        )
-    wanted = patterns.select(paths)
+    wanted = patterns.with_onnx(paths, onnx_file)
+    if wanted is None:
+        patterns, fell_back = patterns.for_listing(paths)
+        if fell_back:
+            print(
+                f"warning: {spec} has no *.safetensors file; fetching its other weight formats",
+                file=sys.stderr,
+                flush=True,
+            )
+        wanted = patterns.select(paths)
     files = sorted((f for f in listing if f.path in wanted), key=lambda f: f.path)
     if not files:
         raise PrefetchError(f"no file at commit {commit} matches the allow/ignore patterns")
@@ -393,6 +428,13 @@ def fetch(spec: ModelSpec, hf_home: Path, token: str | None, patterns: FilePatte
         check_snapshot(snapshot, files)
     except ModelCacheError as error:
         raise PrefetchError(f"incomplete snapshot at commit {commit}: {error}") from None
+    for cached in files:  # the weights (LFS files): the bytes the Hub lists, none other
+        try:
+            check_sha256(snapshot, cached, "the Hub lists")
+        except ModelCacheError as error:
+            raise PrefetchError(f"corrupt snapshot at commit {commit}: {error}") from None
+    if onnx_file is not None and onnx_file in wanted:
+        check_onnx(snapshot, onnx_file)
     write_ref(hf_home, spec, commit)
     remove_stale_partials(hf_home, spec)
     return CachedModel(
@@ -404,14 +446,31 @@ def fetch(spec: ModelSpec, hf_home: Path, token: str | None, patterns: FilePatte
     )
 
 
+def check_onnx(snapshot: Path, onnx_file: str) -> None:
+    """The snapshot's ONNX file loads in ONNX Runtime and passes the encoder's probe batch."""
+    from src.embeddings.errors import EncoderLoadError
+    from src.embeddings.onnx_bert import check_file
+
+    try:
+        check_file(snapshot / onnx_file, onnx_file)
+    except EncoderLoadError as error:
+        raise PrefetchError(str(error)) from None
+
+
 def prefetch_one(
-    spec: ModelSpec, hf_home: Path, token: str | None, token_file: Path, patterns: FilePatterns
+    spec: ModelSpec,
+    hf_home: Path,
+    token: str | None,
+    token_file: Path,
+    patterns: FilePatterns,
+    onnx_file: str | None = None,
 ) -> str:
-    """Fetch and record one repo; returns the line to print. Raises PrefetchError."""
+    """Fetch and record one repo (`onnx_file`: the ONNX file its encoder runs on, if the repo
+    has it); returns the line to print. Raises PrefetchError."""
     from huggingface_hub import constants
 
     try:
-        model = fetch(spec, hf_home, token, patterns)
+        model = fetch(spec, hf_home, token, patterns, onnx_file)
     except PrefetchError:
         raise
     except Exception as error:  # every Hub/HTTP/file error becomes one line
@@ -420,7 +479,12 @@ def prefetch_one(
         record(hf_home, model)
     except (OSError, ModelCacheError) as error:
         raise PrefetchError(f"cannot record the manifest: {_short(error)}") from None
+    runs_on = (
+        f", runs on ONNX Runtime ({onnx_file})"
+        if onnx_file in {cached.path for cached in model.files}
+        else ""
+    )
     return (
         f"prefetch: {spec} -> commit {model.commit}, {len(model.files)} files, "
-        f"{model.bytes / 1e6:.1f} MB"
+        f"{model.bytes / 1e6:.1f} MB{runs_on}"
     )

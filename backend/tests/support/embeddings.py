@@ -25,9 +25,10 @@ MIN_COSINE = 0.9999999
 
 
 @functools.cache
-def cached_load(snapshot_dir: Path) -> Encoder:
-    """embeddings.load, once per folder for the whole session (a failed load is not cached)."""
-    return load(snapshot_dir)
+def cached_load(snapshot_dir: Path, onnx_file: str | None = None) -> Encoder:
+    """embeddings.load, once per folder and ONNX file (None: the NumPy BERT) for the whole
+    session (a failed load is not cached)."""
+    return load(snapshot_dir, onnx_file)
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,9 @@ def app_while_loading(settings: Settings) -> Iterator[TestClient]:
     """The app with its model still loading: the loader waits until the block ends."""
     release = threading.Event()
 
-    def slow_load(path: Path) -> Encoder:
+    def slow_load(path: Path, onnx_file: str | None) -> Encoder:
         release.wait(timeout=60)
-        return cached_load(path)
+        return cached_load(path, onnx_file)
 
     try:
         with TestClient(create_app(settings, load_encoder=slow_load)) as client:

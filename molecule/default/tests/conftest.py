@@ -31,6 +31,7 @@ REPORTS = REPO / "build" / "reports"
 # The day-2 stories, in the order they run; every other module comes after them.
 STORIES = [
     "test_tokens",
+    "test_corrupt_onnx",
     "test_compose_down",
     "test_fast_path",
     "test_dryrun",

@@ -15,6 +15,7 @@ from conftest import (
 )
 
 REFERENCE_WEIGHTS = "/srv/hub-data/all-MiniLM-L6-v2/model.safetensors"
+REFERENCE_ONNX = "/srv/hub-data/all-MiniLM-L6-v2-onnx/onnx/model.onnx"
 
 
 @pytest.fixture()
@@ -109,13 +110,21 @@ def test_backend_mounts_the_encrypted_directory(sh, serving):
     )
 
 
-def test_backend_reads_the_weights_from_the_cache(sh, local_vars, serving):
-    repo = local_vars["backend_hf_model_repos"][0].split("@")[0]
+@pytest.mark.parametrize(
+    ("repo", "weights", "reference"),
+    [
+        # the public repo on ONNX Runtime, the private one on the NumPy BERT
+        ("sentence-transformers/all-MiniLM-L6-v2", "onnx/model.onnx", REFERENCE_ONNX),
+        ("nica/private-minilm", "model.safetensors", REFERENCE_WEIGHTS),
+    ],
+)
+def test_backend_reads_the_weights_from_the_cache(sh, serving, repo, weights, reference):
     folder = "models--" + repo.replace("/", "--")
-    weights = f"/var/huggingface/hub/{folder}/snapshots/*/model.safetensors"
-    inside = sh(f"docker exec {serving} sh -c 'sha256sum {weights}'").split()[0]
-    reference = sh(f"sha256sum {REFERENCE_WEIGHTS}").split()[0]
-    assert inside == reference, "the backend reads different weights than the Hub served"
+    path = f"/var/huggingface/hub/{folder}/snapshots/*/{weights}"
+    inside = sh(f"docker exec {serving} sh -c 'sha256sum {path}'").split()[0]
+    assert inside == sh(f"sha256sum {reference}").split()[0], (
+        f"the backend reads other {weights} of {repo} than the Hub served"
+    )
 
 
 def test_no_key_is_kept_on_the_host_by_default(host):

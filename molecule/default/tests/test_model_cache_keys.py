@@ -253,7 +253,7 @@ def persisted(
     done["status_locked"] = fscrypt_status(host)
     done["inventory_unlock"] = unlock_by_hand(host, cache_key)
     done["weights_sha256"] = host.run(
-        f"sha256sum {CACHE_DIR}/hub/models--sentence-transformers--all-MiniLM-L6-v2"
+        f"sha256sum {CACHE_DIR}/hub/models--nica--private-minilm"
         "/snapshots/*/model.safetensors | cut -d' ' -f1"
     ).stdout.strip()
     sh(host, f"fscrypt lock {CACHE_DIR} && systemctl stop {mount_unit(host)}")

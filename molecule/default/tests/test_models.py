@@ -5,7 +5,14 @@ import json
 import pytest
 from conftest import sha256
 
-WEIGHTS_SIZE = 90868376  # model.safetensors of all-MiniLM-L6-v2
+# What each deployed repo's snapshot holds to run on: the public test repo ships the model's
+# ONNX file (ONNX Runtime), the private one does not (the NumPy BERT, on the safetensors).
+WEIGHTS = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("onnx/model.onnx", "onnxruntime"),
+    "nica/private-minilm": ("model.safetensors", "numpy"),
+}
+ONNX = "/srv/hub-data/all-MiniLM-L6-v2-onnx/onnx/model.onnx"
+SAFETENSORS = "/srv/hub-data/all-MiniLM-L6-v2/model.safetensors"
 
 
 @pytest.fixture()
@@ -22,11 +29,11 @@ def test_every_model_is_cached_at_the_commit_the_hub_served(
             f"{repo} cached at {manifest[repo]['commit']}, hub has {commit}"
         )
         org, name = repo.split("/")
-        weights = host.file(
-            f"{cache_dir}/hub/models--{org}--{name}/snapshots/{commit}/model.safetensors"
-        )
-        assert weights.exists, f"{repo}: model.safetensors missing from the snapshot"
-        assert weights.size == WEIGHTS_SIZE
+        file, _ = WEIGHTS[repo]
+        weights = host.file(f"{cache_dir}/hub/models--{org}--{name}/snapshots/{commit}/{file}")
+        reference = host.file(ONNX if file.endswith(".onnx") else SAFETENSORS)
+        assert weights.exists, f"{repo}: {file} missing from the snapshot"
+        assert weights.sha256sum == reference.sha256sum, f"{repo}: {file} is not the Hub's"
 
 
 def test_the_cache_belongs_to_appuser(host, cache_dir):
@@ -50,6 +57,10 @@ def test_v1_models_lists_the_cached_models(http_get, manifest, repo_ids):
     assert status == 200
     listed = {m["id"]: m["commit"] for m in body["data"]}
     assert listed == {repo: manifest[repo]["commit"] for repo in repo_ids}
+    runtimes = {m["id"]: m["runtime"] for m in body["data"]}
+    assert runtimes == {repo: WEIGHTS[repo][1] for repo in repo_ids}, (
+        f"each model should run where its snapshot has the files for: {runtimes}"
+    )
 
 
 def test_token_file_hash_matches_the_inventory(host, token):
@@ -65,14 +76,22 @@ def test_a_pinned_revision_is_recorded_with_its_commit(manifest, hub_commits):
 
 
 def test_only_the_needed_files_were_fetched(manifest, hub_log):
-    files = {f["path"] for f in manifest["sentence-transformers/all-MiniLM-L6-v2"]["files"]}
-    assert "model.safetensors" in files
-    unwanted = {"pytorch_model.bin", "onnx/model.onnx"} & files
-    assert not unwanted, f"the prefetch fetched {sorted(unwanted)} although safetensors exist"
-    asked = [
-        r["path"] for r in hub_log if "pytorch_model.bin" in r["path"] or "/onnx/" in r["path"]
-    ]
-    assert asked == [], f"the Hub was asked for skipped formats: {asked[:3]}"
+    # The public repo holds safetensors, pytorch_model.bin, onnx/model.onnx and another ONNX
+    # variant: the prefetch fetches what ONNX Runtime runs (the setting's file) and no more.
+    public = "sentence-transformers/all-MiniLM-L6-v2"
+    files = {f["path"] for f in manifest[public]["files"]}
+    assert "onnx/model.onnx" in files, f"the ONNX file was not fetched: {sorted(files)}"
+    unwanted = {"pytorch_model.bin", "onnx/model_O4.onnx", "model.safetensors"} & files
+    assert not unwanted, f"the prefetch fetched {sorted(unwanted)} besides the ONNX file"
+    public_weights = f"/{public}/resolve/"
+
+    def skipped(path: str) -> bool:
+        if "pytorch_model.bin" in path or "model_O4.onnx" in path:
+            return True
+        return path.startswith(public_weights) and path.endswith("/model.safetensors")
+
+    asked = [r["path"] for r in hub_log if r["method"] == "GET" and skipped(r["path"])]
+    assert asked == [], f"the Hub was asked for skipped files: {asked[:3]}"
 
 
 def test_cached_models_survive_without_a_download(host, hub_log, repo_ids):

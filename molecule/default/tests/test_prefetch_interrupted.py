@@ -7,7 +7,7 @@ cut, `docker kill`), then finished by the next deploy:
    manifest entry for the repo;
 2. the same deploy again, the Hub at full speed but answering 503 to each file's first
    GET: the prefetch retries, the snapshot is completed, only the missing files are
-   fetched, and the new model gives the public one's vectors;
+   fetched, and the new model gives the private one's vectors (the same files);
 3. deploy.yml with the inventory's repos again, for the stories that follow.
 """
 
@@ -94,7 +94,8 @@ def run(host: Any, local_vars: dict[str, Any]) -> dict[str, Any]:
     ]
     done["embeddings"] = [
         http(host, "http://127.0.0.1:8000/v1/embeddings", {"input": SENTENCE, "model": model})[1]
-        for model in (REPO_ID, local_vars["backend_hf_model_repos"][0])
+        # the private repo: the same files, on the same runtime (no ONNX file in either)
+        for model in (REPO_ID, "nica/private-minilm")
     ]
     done["back_to_the_inventory"] = deploy("interrupted-back")
     return done
