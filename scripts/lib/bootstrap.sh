@@ -40,11 +40,12 @@ ensure_packages() {  # ensure_packages demo|bench|test
   command -v apt-get >/dev/null || die "this script needs a Debian or Ubuntu machine (apt-get)"
   # debootstrap: the stand-in images; docker.io: the engine, unless one is installed (one
   # apt-get run for all). Only for the tests: postgresql, as the backend's unit tests run a
-  # throwaway server (the system service is not used), and chromium, as the API docs page is
-  # checked in a real browser (scripts/check_docs_page.py).
+  # throwaway server (the system service is not used), chromium, as the API docs page is
+  # checked in a real browser (scripts/check_docs_page.py), and prometheus for its promtool
+  # (the alert rules and scrape configs of docker/prometheus/ are checked with it).
   local packages=(debootstrap python3-venv ca-certificates)
   command -v dockerd >/dev/null || packages+=(docker.io)
-  [[ $1 != test ]] || packages+=(postgresql chromium)
+  [[ $1 != test ]] || packages+=(postgresql chromium prometheus)
   apt_install "${packages[@]}"
   [[ $1 != test ]] || ensure_pgvector
 }
