@@ -138,6 +138,35 @@ def test_a_lone_request_waits_no_longer_than_the_bound(any_encoder: Encoder) -> 
     )
 
 
+def test_under_steady_arrivals_the_oldest_request_still_waits_no_longer_than_the_bound(
+    any_encoder: Encoder,
+) -> None:
+    # A request every 0.1 s, each within the 0.3 s wait of the one before: the timer runs from
+    # the oldest queued request, so the first is answered after about 0.3 s plus a pass, not
+    # once the arrivals stop (2 s later).
+    wait_s, gap_s, arrivals = 0.3, 0.1, 20
+    batcher = Batcher(any_encoder, limits(wait_s=wait_s), CapacityLimiter(1))
+    answered: dict[int, float] = {}
+
+    async def one(index: int, started: float) -> None:
+        await batcher.embed([f"steady arrival number {index}"])
+        answered[index] = time.monotonic() - started
+
+    async def run() -> None:
+        tasks = []
+        for index in range(arrivals):
+            tasks.append(asyncio.create_task(one(index, time.monotonic())))
+            await asyncio.sleep(gap_s)
+        await asyncio.gather(*tasks)
+        await batcher.close()
+
+    asyncio.run(run())
+    first = answered[0]
+    assert first < wait_s + 0.6, (
+        f"the first request waited {first:.2f} s under steady arrivals, with a {wait_s} s bound"
+    )
+
+
 def test_a_request_arriving_within_the_wait_joins_the_batch(any_encoder: Encoder) -> None:
     spy = SpyEncoder(any_encoder)
     batcher = Batcher(spy, limits(wait_s=0.3), CapacityLimiter(1))
