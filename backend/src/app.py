@@ -19,7 +19,10 @@ from src.database.migrations import head_revision
 from src.database.session import create_engine_from_settings
 from src.embeddings.batching import Batchers, BatchLimits
 from src.embeddings.registry import OK, EmbeddingModels, EncoderLoader
+from src.metrics.http import HttpMetrics
+from src.metrics.instruments import Metrics
 from src.settings import Settings
+from src.warmup import Warmup
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +31,24 @@ DB_CONNECT_TIMEOUT_S = 2
 
 
 def create_app(
-    settings: Settings, load_encoder: EncoderLoader = embeddings.load, forward_passes: int = 1
+    settings: Settings,
+    load_encoder: EncoderLoader = embeddings.load,
+    forward_passes: int = 1,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """The app; `load_encoder` turns a snapshot folder into an encoder (tests share one);
-    `forward_passes` run at once (src.blas_threads.forward_passes)."""
+    `forward_passes` run at once (src.blas_threads.forward_passes). Metrics are recorded with
+    `metrics`, else into PROMETHEUS_MULTIPROC_DIR's files when settings.metrics_dir is set
+    (src.metrics), else not at all."""
+    if metrics is None and settings.metrics_dir is not None:
+        metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.metrics = metrics
+        if metrics is not None:
+            metrics.worker_started()
         app.state.migration_head = head_revision()
         app.state.engine = create_engine_from_settings(
             settings, connect_timeout=DB_CONNECT_TIMEOUT_S
@@ -48,12 +61,21 @@ def create_app(
             max_wait_s=settings.embeddings_batch_wait_ms / 1000,
             max_batch_tokens=settings.embeddings_max_batch_tokens,
         )
-        app.state.batchers = Batchers(limits, CapacityLimiter(forward_passes))
+        app.state.batchers = Batchers(limits, CapacityLimiter(forward_passes), metrics)
+        app.state.warmup = Warmup(settings.warmup, bool(settings.models))
         if settings.models:
-            # Then, in the same thread, tell the other uvicorn workers this one has its models
-            # (src.worker_readiness) and embed the documents stored without an embedding.
+            # Then, in the same thread, warm up (src.warmup), tell the other uvicorn workers this
+            # one is ready to serve (src.worker_readiness) and embed the documents stored
+            # without an embedding.
             def after_loading() -> None:
-                if settings.uvicorn_workers > 1 and app.state.embedding_models.status() == OK:
+                loaded = app.state.embedding_models.status() == OK
+                if not loaded:
+                    app.state.warmup.not_loaded()
+                elif not app.state.warmup.run(
+                    app.state.engine, app.state.embedding_models, settings
+                ):
+                    return  # the app is stopping, or a model cannot infer: /readyz says which
+                if settings.uvicorn_workers > 1 and loaded:
                     try:
                         worker_readiness.mark_loaded()
                     except OSError as error:  # /readyz then names the workers it waits for
@@ -79,6 +101,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.warmup.stop()
             await app.state.batchers.close()
             app.state.engine.dispose()
             logger.info("shutdown: database connections closed")
@@ -98,5 +121,7 @@ def create_app(
     app.include_router(collections.router)
     app.include_router(embeddings_api.router)
     app.include_router(documents.router)
+    if metrics is not None:  # outermost: it sees the answers of BodyLimit and of errors too
+        app.add_middleware(HttpMetrics, metrics=metrics, routes=app.router.routes)
     tracer_provider = telemetry.instrument(app, settings.tracing)
     return app
