@@ -116,12 +116,12 @@ def create_app(
     )
     errors.install(app)  # OpenAI's error shape under /v1
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
-    app.include_router(health.router)
-    app.include_router(models.router)
-    app.include_router(collections.router)
-    app.include_router(embeddings_api.router)
-    app.include_router(documents.router)
+    routers = (health, models, collections, embeddings_api, documents)
+    for module in routers:
+        app.include_router(module.router)
     if metrics is not None:  # outermost: it sees the answers of BodyLimit and of errors too
-        app.add_middleware(HttpMetrics, metrics=metrics, routes=app.router.routes)
+        # Every route with its template, to name the requests answered before routing (413).
+        routes = [route for module in routers for route in module.router.routes]
+        app.add_middleware(HttpMetrics, metrics=metrics, routes=[*routes, *app.router.routes])
     tracer_provider = telemetry.instrument(app, settings.tracing)
     return app

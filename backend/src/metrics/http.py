@@ -27,7 +27,7 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes  # the app's, to name requests answered before routing (413)
+        self.routes = routes  # every route, to name requests answered before routing (413)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,9 +60,14 @@ class HttpMetrics:
         before routing are matched here."""
         route = scope.get("route")
         if route is None:
-            for candidate in self.routes:
-                if candidate.matches(scope)[0] is not Match.NONE:
-                    route = candidate
-                    break
+            route = next(
+                (
+                    candidate
+                    for candidate in self.routes
+                    if isinstance(getattr(candidate, "path", None), str)
+                    and candidate.matches(scope)[0] is not Match.NONE
+                ),
+                None,
+            )
         path = getattr(route, "path", None)
         return path if isinstance(path, str) and path else UNMATCHED

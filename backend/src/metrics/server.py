@@ -1,6 +1,7 @@
 """The metrics process: every uvicorn worker's metrics in one scrape, on a port of its own.
 
     python -m src.metrics.server [--host 0.0.0.0] [--port 9464] [--backend-url URL]
+                                 [--documents-every SECONDS]
 
 The image's entrypoint starts it next to uvicorn (METRICS_ENABLED=0: not), after it emptied
 PROMETHEUS_MULTIPROC_DIR. It serves, until it is stopped:
@@ -40,6 +41,7 @@ from src.settings import ConfigError, Settings
 
 DEFAULT_PORT = 9464
 DEFAULT_BACKEND_URL = "http://127.0.0.1:8000"
+DOCUMENTS_EVERY_S = 60.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # as src.main's
 logger = logging.getLogger("src.metrics.server")
 
@@ -47,10 +49,12 @@ logger = logging.getLogger("src.metrics.server")
 class Exporter:
     """The registry /metrics serves and the history /summary reads, over one folder."""
 
-    def __init__(self, settings: Settings, path: Path, release: Release) -> None:
+    def __init__(
+        self, settings: Settings, path: Path, release: Release, documents_ttl_s: float
+    ) -> None:
         self.workers = Workers(path)
         self.release = release
-        self.documents = Documents(settings)
+        self.documents = Documents(settings, ttl_s=documents_ttl_s)
         # The workers' files only: the snapshots need nothing else (and no database).
         self.files = CollectorRegistry(auto_describe=False)
         self.files.register(_multiprocess(path))
@@ -120,6 +124,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         default=DEFAULT_BACKEND_URL,
         help=f"the backend's base URL, for its /readyz ({DEFAULT_BACKEND_URL})",
     )
+    p.add_argument(
+        "--documents-every",
+        type=float,
+        default=DOCUMENTS_EVERY_S,
+        help=f"seconds between two database reads of the document counts ({DOCUMENTS_EVERY_S:g})",
+    )
     return p.parse_args(list(argv))
 
 
@@ -135,7 +145,9 @@ def build(args: argparse.Namespace, env: dict[str, str]) -> tuple[ThreadingHTTPS
         env.get("NICA_SLOT", "").strip(),
         args.backend_url.rstrip("/") + "/readyz",
     )
-    exporter = Exporter(settings, settings.metrics_dir, release)
+    if args.documents_every < 1:
+        raise ConfigError(f"--documents-every must be 1 second or more, got {args.documents_every}")
+    exporter = Exporter(settings, settings.metrics_dir, release, args.documents_every)
     try:
         server = ThreadingHTTPServer((args.host, args.port), handler(exporter))
     except OSError as error:

@@ -140,12 +140,13 @@ class History:
         return summarize(old, now)
 
     def run(self) -> None:
-        """Take a snapshot now and every `every_s` until stop()."""
-        self.record()
+        """Take a snapshot every `every_s` until stop()."""
         while not self._stop.wait(self._every_s):
             self.record()
 
     def start(self) -> threading.Thread:
+        """Take the first snapshot now (before anything is served), the others in a thread."""
+        self.record()
         thread = threading.Thread(target=self.run, name="metrics-snapshots", daemon=True)
         thread.start()
         return thread
