@@ -84,7 +84,17 @@ def _prefetch_rows(prefetch: Mapping[str, Any]) -> list[Row]:
 
 def _embeddings_rows(embeddings: Mapping[str, Any]) -> list[Row]:
     rows = []
-    ours, infinity = embeddings["ours"], embeddings.get("infinity", {})
+    for clients, figures in embeddings.get("metrics_cost", {}).items():
+        rows.append(
+            Row(
+                "embeddings",
+                f"{clients} client{'s' if clients != '1' else ''}, metrics on vs off",
+                _latency(figures["on"]),
+                f"metrics off {_latency(figures['off'])}",
+                f"{times(figures['throughput_ratio'])} req/s",
+            )
+        )
+    ours, infinity = embeddings.get("ours", {}), embeddings.get("infinity", {})
     for clients in ours:
         mine, theirs = ours[clients], infinity.get(clients)
         ratio = "-"
