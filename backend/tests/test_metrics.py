@@ -6,6 +6,7 @@ across requests it sent (the module shares one server; its last test kills a wor
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,7 @@ from tests.support.metrics import (
     total,
 )
 from tests.support.postgres import PostgresCluster
+from tests.support.runners import BACKEND_DIR
 
 REQUESTS = "nica_http_requests_total"
 DURATION = "nica_http_request_duration_seconds"
@@ -302,6 +304,16 @@ def test_summary_of_the_last_minutes_matches_the_scrape(served: Served) -> None:
         "r-metrics-test",
         "green",
         True,
+    )
+
+
+def test_the_documented_metrics_are_the_ones_served(served: Served) -> None:
+    docs = (BACKEND_DIR.parent / "docs" / "observability.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z_]+)`", docs, re.MULTILINE))
+    served_names = {re.sub(r"_(bucket|count|sum)$", "", name) for name, _ in scrape(served.metrics)}
+    assert served_names == documented, (
+        f"served, not documented: {served_names - documented}; "
+        f"documented, not served: {documented - served_names}"
     )
 
 
