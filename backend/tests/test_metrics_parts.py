@@ -111,8 +111,9 @@ def test_queue_depth_and_wait_while_every_forward_pass_slot_is_busy(
         await asyncio.sleep(0.2)
         limiter.release()
         await asyncio.gather(*tasks)
+        after = value(registry, "nica_embeddings_queue_depth", **model)
         await batcher.close()
-        return queued, value(registry, "nica_embeddings_queue_depth", **model)
+        return queued, after
 
     queued, after = asyncio.run(scenario())
     assert (queued, after) == (3, 0), "three queued while the slot was busy, none after"

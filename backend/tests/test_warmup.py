@@ -3,6 +3,7 @@ inference per loaded model and one search statement, through the app's lifespan.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from tokenizers import Encoding
 
+from src import worker_readiness
 from src.app import create_app
 from src.embeddings import Encoder
 from src.embeddings.functional import F32
@@ -121,3 +123,29 @@ def test_warm_up_off_is_ready_without_an_inference(
         passes = encoders[0].passes
     assert checks["warmup"] == OFF == "off (WARMUP_BEFORE_READY=0)"
     assert passes == 0, "no forward pass before ready"
+
+
+def test_with_several_workers_a_worker_tells_the_others_only_once_warmed_up(
+    database: Database,
+    prefetched: Prefetched,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    marks = tmp_path / "marks"
+    monkeypatch.setattr(worker_readiness, "MARKS", marks)
+    database.cluster.execute(sql.SQL("REVOKE SELECT ON documents FROM app"), database.name)
+    settings = database.settings(prefetched.hf_home, models=PUBLIC_REPO, UVICORN_WORKERS="2")
+    mark = marks / str(os.getpid())
+    with TestClient(create_app(settings, load_encoder=cached_load)) as client:
+        deadline = time.monotonic() + 60
+        while "failed" not in client.get("/readyz").json()["checks"]["warmup"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.5)  # a retry of the search statement, still failing
+        noted_while_failing = mark.exists()
+        database.cluster.execute(sql.SQL("GRANT SELECT ON documents TO app"), database.name)
+        deadline = time.monotonic() + 10
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not noted_while_failing, "no note to the other workers before the warm-up ran"
+    assert mark.exists(), "noted once the warm-up ran"

@@ -19,6 +19,7 @@ and the differences between now and five minutes ago (GET /summary of the metric
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import deque
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
+
+logger = logging.getLogger(__name__)
 
 WINDOW_S = 300.0
 SNAPSHOT_EVERY_S = 10.0
@@ -140,9 +143,12 @@ class History:
         return summarize(old, now)
 
     def run(self) -> None:
-        """Take a snapshot every `every_s` until stop()."""
+        """Take a snapshot every `every_s` until stop(); a failed one is logged and skipped."""
         while not self._stop.wait(self._every_s):
-            self.record()
+            try:
+                self.record()
+            except Exception:  # e.g. a file being written: the next snapshot is 10 s away
+                logger.exception("metrics: snapshot failed")
 
     def start(self) -> threading.Thread:
         """Take the first snapshot now (before anything is served), the others in a thread."""
