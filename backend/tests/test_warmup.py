@@ -59,7 +59,9 @@ def database(pg_cluster: PostgresCluster, app_password_file: Path, tmp_path: Pat
 
 
 def no_backfill(database: Database) -> None:
-    """No document without an embedding: the start-up backfill would run a forward pass."""
+    """No document without an embedding: the start-up backfill would run forward passes, in
+    the loader thread, which may outlive the test (a later test that forks while it runs
+    NumPy can deadlock)."""
     database.cluster.execute(sql.SQL("DELETE FROM documents"), database.name)
 
 
@@ -91,6 +93,7 @@ def test_ready_only_after_an_inference_of_each_model(
 def test_ready_only_once_the_search_statement_runs(
     database: Database, prefetched: Prefetched
 ) -> None:
+    no_backfill(database)
     revoke = sql.SQL("REVOKE SELECT ON documents FROM app")
     database.cluster.execute(revoke, database.name)
     settings = database.settings(prefetched.hf_home, models=PUBLIC_REPO)
@@ -133,6 +136,7 @@ def test_with_several_workers_a_worker_tells_the_others_only_once_warmed_up(
 ) -> None:
     marks = tmp_path / "marks"
     monkeypatch.setattr(worker_readiness, "MARKS", marks)
+    no_backfill(database)
     database.cluster.execute(sql.SQL("REVOKE SELECT ON documents FROM app"), database.name)
     settings = database.settings(prefetched.hf_home, models=PUBLIC_REPO, UVICORN_WORKERS="2")
     mark = marks / str(os.getpid())
