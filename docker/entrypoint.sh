@@ -14,6 +14,11 @@
 # which serve runs unless HF_PREFETCH_ON_START=0. HF_CACHE_MARKER names a file under
 # HF_HOME that only exists while an encrypted cache is unlocked: without it, serve,
 # prepare and prefetch stop with "model cache locked" instead of using an empty cache.
+# Metrics (serve): unless METRICS_ENABLED=0, PROMETHEUS_MULTIPROC_DIR (default
+# /tmp/nica-metrics, on the container's tmpfs) is emptied, and the metrics process serves
+# every uvicorn worker's metrics on METRICS_PORT (default 9464; not the public 8000):
+# GET /metrics (Prometheus) and GET /summary (JSON, the last five minutes); see
+# docs/observability.md.
 set -Eeo pipefail
 
 log() { printf 'entrypoint: %s\n' "$*" >&2; }
@@ -49,12 +54,47 @@ prefetch() {
     || fail prefetch $?
 }
 
+# The workers write their metrics into PROMETHEUS_MULTIPROC_DIR (prometheus_client's
+# multiprocess mode), which must be empty at start: a previous run's files would be added in.
+# The metrics process serves them; if it ever exits it is started again (a loop in the
+# background: uvicorn, exec'd below as PID 1, does not watch it).
+start_metrics() {
+  if [[ ${METRICS_ENABLED:-1} == 0 ]]; then
+    unset PROMETHEUS_MULTIPROC_DIR
+    log "metrics: off (METRICS_ENABLED=0)"
+    return 0
+  fi
+  export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-/tmp/nica-metrics}
+  if [[ $PROMETHEUS_MULTIPROC_DIR != /* ]]; then
+    printf 'error: PROMETHEUS_MULTIPROC_DIR must be an absolute path, got %s\n' \
+      "$PROMETHEUS_MULTIPROC_DIR" >&2
+    exit 2
+  fi
+  rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+  mkdir -p -m 0700 "$PROMETHEUS_MULTIPROC_DIR"
+  local port=${METRICS_PORT:-9464}
+  if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535 || port == 8000)); then
+    printf 'error: METRICS_PORT must be a port (1..65535) other than 8000, got %s\n' "$port" >&2
+    exit 2
+  fi
+  log "metrics: serving /metrics and /summary on 0.0.0.0:${port}"
+  (
+    while true; do
+      python -m src.metrics.server --port "$port" --backend-url http://127.0.0.1:8000 \
+        && status=0 || status=$?
+      log "metrics: the metrics process exited (${status}); starting it again in 5 s"
+      sleep 5
+    done
+  ) &
+}
+
 serve() {
   if [[ ${RUN_DB_MIGRATIONS:-0} == 1 ]]; then migrate; fi
   if [[ ${HF_PREFETCH_ON_START:-1} == 1 ]]; then prefetch; fi
   # Serving never calls the Hub and never holds a token in its environment.
   export HF_HUB_OFFLINE=1
   unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HUGGINGFACE_HUB_TOKEN
+  start_metrics
   log "serve: starting uvicorn on 0.0.0.0:8000"
   exec uvicorn src.main:app --host 0.0.0.0 --port 8000 \
     --workers "${UVICORN_WORKERS:-1}" --log-level "${UVICORN_LOG_LEVEL:-info}" \

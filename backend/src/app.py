@@ -20,7 +20,10 @@ from src.database.migrations import head_revision
 from src.database.session import create_engine_from_settings
 from src.embeddings.batching import Batchers, BatchLimits
 from src.embeddings.registry import OK, EmbeddingModels, EncoderLoader
+from src.metrics.http import HttpMetrics
+from src.metrics.instruments import Metrics
 from src.settings import Settings
+from src.warmup import Warmup
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +36,24 @@ def create_app(
     load_encoder: EncoderLoader | None = None,
     forward_passes: int = 1,
     pass_threads: int = 1,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     """The app; `load_encoder` turns a snapshot folder (and its ONNX file, if the model runs on
     ONNX Runtime) into an encoder (tests share one; default embeddings.load);
     `forward_passes` run at once (src.blas_threads.forward_passes), each on `pass_threads`
-    ONNX Runtime intra-op threads (src.blas_threads.threads_per_pass)."""
+    ONNX Runtime intra-op threads (src.blas_threads.threads_per_pass). Metrics are recorded
+    with `metrics`, else into PROMETHEUS_MULTIPROC_DIR's files when settings.metrics_dir is
+    set (src.metrics), else not at all."""
     loader = load_encoder or functools.partial(embeddings.load, threads=pass_threads)
+    if metrics is None and settings.metrics_dir is not None:
+        metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.metrics = metrics
+        if metrics is not None:
+            metrics.worker_started()
         app.state.migration_head = head_revision()
         app.state.engine = create_engine_from_settings(
             settings, connect_timeout=DB_CONNECT_TIMEOUT_S
@@ -56,12 +67,21 @@ def create_app(
             max_wait_s=settings.embeddings_batch_wait_ms / 1000,
             max_batch_tokens=settings.embeddings_max_batch_tokens,
         )
-        app.state.batchers = Batchers(limits, CapacityLimiter(forward_passes))
+        app.state.batchers = Batchers(limits, CapacityLimiter(forward_passes), metrics)
+        app.state.warmup = Warmup(settings.warmup, bool(settings.models))
         if settings.models:
-            # Then, in the same thread, tell the other uvicorn workers this one has its models
-            # (src.worker_readiness) and embed the documents stored without an embedding.
+            # Then, in the same thread, warm up (src.warmup), tell the other uvicorn workers this
+            # one is ready to serve (src.worker_readiness) and embed the documents stored
+            # without an embedding.
             def after_loading() -> None:
-                if settings.uvicorn_workers > 1 and app.state.embedding_models.status() == OK:
+                loaded = app.state.embedding_models.status() == OK
+                if not loaded:
+                    app.state.warmup.not_loaded()
+                elif not app.state.warmup.run(
+                    app.state.engine, app.state.embedding_models, settings
+                ):
+                    return  # the app is stopping, or a model cannot infer: /readyz says which
+                if settings.uvicorn_workers > 1 and loaded:
                     try:
                         worker_readiness.mark_loaded()
                     except OSError as error:  # /readyz then names the workers it waits for
@@ -86,6 +106,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.warmup.stop()
             await app.state.batchers.close()
             app.state.engine.dispose()
             logger.info("shutdown: database connections closed")
@@ -100,10 +121,12 @@ def create_app(
     )
     errors.install(app)  # OpenAI's error shape under /v1
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_body_bytes)
-    app.include_router(health.router)
-    app.include_router(models.router)
-    app.include_router(collections.router)
-    app.include_router(embeddings_api.router)
-    app.include_router(documents.router)
+    routers = (health, models, collections, embeddings_api, documents)
+    for module in routers:
+        app.include_router(module.router)
+    if metrics is not None:  # outermost: it sees the answers of BodyLimit and of errors too
+        # Every route with its template, to name the requests answered before routing (413).
+        routes = [route for module in routers for route in module.router.routes]
+        app.add_middleware(HttpMetrics, metrics=metrics, routes=[*routes, *app.router.routes])
     tracer_provider = telemetry.instrument(app, settings.tracing)
     return app

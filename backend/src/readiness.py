@@ -1,5 +1,5 @@
 """Readiness checks: database reachable, schema servable by this release, models cached and
-loaded.
+loaded, and this worker warmed up (src.warmup).
 
 Each check is a Check: whether it passes and the text /readyz shows under its name. The schema
 passes at this release's migration head ("ok") and ahead of it by backward-compatible
@@ -25,6 +25,7 @@ from src.model_cache.lock import locked_reason
 from src.model_cache.manifest import ModelCacheError, verify
 from src.model_spec import ModelSpec
 from src.settings import Settings
+from src.warmup import Warmup
 
 STATEMENT_TIMEOUT_MS = 2000
 
@@ -90,7 +91,11 @@ def check_models(hf_home: Path, specs: Iterable[ModelSpec]) -> str:
 
 
 def check_all(
-    engine: Engine, settings: Settings, release: ReleaseSchema, embedding_models: EmbeddingModels
+    engine: Engine,
+    settings: Settings,
+    release: ReleaseSchema,
+    embedding_models: EmbeddingModels,
+    warmup: Warmup,
 ) -> Readiness:
     database, schema = check_database(engine, settings, release)
     models = locked_reason(settings.hf_home, settings.hf_cache_marker) or check_models(
@@ -105,5 +110,6 @@ def check_all(
             "schema": schema,
             "models": Check.from_text(models),
             "embeddings": Check.from_text(embeddings),
+            "warmup": Check(*warmup.check),
         }
     )

@@ -30,6 +30,13 @@ HF_CACHE_MARKER                     file name under HF_HOME that exists only whi
 SEARCH_EF_SEARCH            candidates GET /v1/search's HNSW index scan keeps (pgvector's
                             hnsw.ef_search, 1..1000; default 400): higher finds the exact
                             nearest documents more often and costs more time per search
+PROMETHEUS_MULTIPROC_DIR    folder where every uvicorn worker writes its metrics (multiprocess
+                            mode of prometheus_client; the entrypoint sets and empties it, and
+                            starts the metrics process that serves them: src/metrics). Unset:
+                            no metrics.
+WARMUP_BEFORE_READY         1 (default): each worker runs one inference per loaded model and one
+                            search statement before /readyz says ready; 0: ready without (for
+                            measuring what the warm-up saves)
 """
 
 from __future__ import annotations
@@ -104,6 +111,8 @@ class Settings:
     hf_cache_marker: str = ""
     search_ef_search: int = DEFAULT_SEARCH_EF_SEARCH
     uvicorn_workers: int = 1  # src.worker_readiness: /readyz waits for every worker's models
+    metrics_dir: Path | None = None  # None: no metrics recorded (src.metrics)
+    warmup: bool = True  # src.warmup: ready only after one inference per model and one search
 
     @property
     def database_url_safe(self) -> str:
@@ -134,6 +143,8 @@ class Settings:
             hf_cache_marker=hf_cache_marker_from_env(env),
             search_ef_search=search_ef_search_from_env(env),
             uvicorn_workers=_positive_int(env, "UVICORN_WORKERS", 1),
+            metrics_dir=metrics_dir_from_env(env),
+            warmup=_switch(env, "WARMUP_BEFORE_READY", default=True),
         )
 
 
@@ -236,6 +247,29 @@ def _positive_int(env: Mapping[str, str], variable: str, default: int) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) == 0:
         raise ConfigError(f"{variable} must be a positive whole number, got {value!r}")
     return int(value)
+
+
+def _switch(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
+    value = env.get(variable, "").strip()
+    if not value:
+        return default
+    if value not in ("0", "1"):
+        raise ConfigError(f"{variable} must be 1 (on) or 0 (off), got {value!r}")
+    return value == "1"
+
+
+def metrics_dir_from_env(env: Mapping[str, str]) -> Path | None:
+    """PROMETHEUS_MULTIPROC_DIR: an existing folder (prometheus_client writes into it)."""
+    value = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_absolute() or not path.is_dir():
+        raise ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR must be an existing folder (an absolute path), got "
+            f"{value!r}; the image's entrypoint makes it, METRICS_ENABLED=0 turns metrics off"
+        )
+    return path
 
 
 def _whole_number(env: Mapping[str, str], variable: str, default: int) -> int:

@@ -6,8 +6,9 @@ worker loads the models on its own (in a thread, after it started serving). With
 first worker to load would say "ready", the deploy would route traffic to the slot, and the
 requests the other workers took would get a 503 "loading".
 
-Each worker, once its models are loaded, writes a file named by its PID into MARKS (in the
-container's /tmp, a tmpfs: empty at every container start). A worker with its models loaded
+Each worker, once its models are loaded and it has warmed up (src.warmup), writes a file named
+by its PID into MARKS (in the container's /tmp, a tmpfs: empty at every container start). A
+worker with its models loaded
 passes the `embeddings` check when the files of the other live processes whose parent is its
 parent (the supervisor) number at least the other workers: a worker that died and was replaced
 leaves a file that no sibling counts, and its replacement counts once it has loaded. uvicorn

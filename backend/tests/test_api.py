@@ -52,7 +52,7 @@ def test_readyz_200_when_database_schema_and_models_are_ready(
     settings = seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
     with client_for(settings) as client:
         response = readyz_after_loading(client)
-    checks = {"database": "ok", "schema": "ok", "models": "ok", "embeddings": "ok"}
+    checks = {"database": "ok", "schema": "ok", "models": "ok", "embeddings": "ok", "warmup": "ok"}
     assert (response.status_code, response.json()) == (200, {"status": "ready", "checks": checks})
 
 
@@ -70,6 +70,8 @@ def test_readyz_503_names_schema_when_not_migrated(
         "schema": f"not migrated, head is {head_revision()}",
         "models": "ok",
         "embeddings": "ok",
+        "warmup": "search statement failed (retried every 1 s): "
+        'relation "documents" does not exist',
     }
 
 
@@ -85,6 +87,7 @@ def test_readyz_503_names_the_model_missing_from_the_cache(
         "schema": "ok",
         "models": f"{PUBLIC_REPO}@main: not in the cache",
         "embeddings": f"{PUBLIC_REPO}@main: not loaded: not in the cache",
+        "warmup": 'not run: not every model loaded (see "embeddings")',
     }
 
 

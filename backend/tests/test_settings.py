@@ -23,6 +23,12 @@ def test_defaults() -> None:
     assert settings.models == (), "no model should be configured by default"
 
 
+def test_metrics_are_off_and_warm_up_on_by_default(tmp_path: Path) -> None:
+    assert (settings_from().metrics_dir, settings_from().warmup) == (None, True)
+    chosen = settings_from(PROMETHEUS_MULTIPROC_DIR=str(tmp_path), WARMUP_BEFORE_READY="0")
+    assert (chosen.metrics_dir, chosen.warmup) == (tmp_path, False)
+
+
 def test_password_file_content_becomes_the_url_password(tmp_path: Path) -> None:
     password_file = tmp_path / "pw"
     password_file.write_text("s3cr3t-value\n")
@@ -66,6 +72,9 @@ def test_plain_postgresql_scheme_uses_psycopg() -> None:
         ({"SEARCH_EF_SEARCH": "1001"}, "SEARCH_EF_SEARCH"),
         ({"SEARCH_EF_SEARCH": "lots"}, "SEARCH_EF_SEARCH"),
         ({"UVICORN_WORKERS": "0"}, "UVICORN_WORKERS"),
+        ({"PROMETHEUS_MULTIPROC_DIR": "relative/dir"}, "PROMETHEUS_MULTIPROC_DIR"),
+        ({"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/metrics"}, "PROMETHEUS_MULTIPROC_DIR"),
+        ({"WARMUP_BEFORE_READY": "yes"}, "WARMUP_BEFORE_READY"),
     ],
 )
 def test_bad_value_names_the_variable(env: dict[str, str], variable: str) -> None:

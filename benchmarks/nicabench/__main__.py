@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import corpus, deploy, embeddings, fleet, host, prefetch, report, search
+from . import corpus, deploy, embeddings, fleet, host, metrics_cost, prefetch, report, search
 from .options import REPO, Options, parse_or_exit
 
 # The embeddings load's sentences: those after the first SKIPPED_SENTENCES + --queries, as when
@@ -51,7 +51,11 @@ def run(options: Options) -> tuple[dict[str, Any], dict[str, str]]:
         "deploy": lambda: deploy.measure(options, logs),
         "image": lambda: deploy.image_size(options),
         "prefetch": lambda: prefetch.measure(options),
-        "embeddings": lambda: embeddings.measure(options, load, logs),
+        "embeddings": lambda: (
+            metrics_cost.measure(options, load, logs)
+            if options.metrics_cost
+            else embeddings.measure(options, load, logs)
+        ),
         "search": lambda: search.measure(options),
         "fleet": lambda: fleet.measure(logs),
     }

@@ -36,6 +36,7 @@ class Options:
     json_path: Path
     host: str  # the demo host container (NICA_TEST_HOST)
     port: int  # its published port on 127.0.0.1 (NICA_DEMO_PORT)
+    metrics_cost: bool = False  # embeddings: metrics on vs off instead of the anchors
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
@@ -142,6 +143,12 @@ def parser() -> argparse.ArgumentParser:
         default=200,
         help="timed searches per step (200)",
     )
+    p.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="embeddings: instead of the comparison with Infinity, the same backend with "
+        "metrics on and off side by side (local uvicorn on 127.0.0.1; no demo host needed)",
+    )
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"(default {DEFAULT_JSON})")
     return p
 
@@ -159,6 +166,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         raise OptionError(f"NICA_TEST_HOST: {host!r} is not a container name")
     if args.keep_host and "deploy" not in args.sections:
         raise OptionError("--keep-host only applies to the deploy section")
+    if args.metrics_cost and "embeddings" not in args.sections:
+        raise OptionError("--metrics-cost only applies to the embeddings section")
     return Options(
         sections=args.sections,
         cold=not args.keep_host,
@@ -172,6 +181,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         json_path=args.json,
         host=host,
         port=port,
+        metrics_cost=args.metrics_cost,
     )
 
 

@@ -87,6 +87,16 @@ RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "numpy": "NumPy BERT"}
 
 def _embeddings_rows(embeddings: Mapping[str, Any]) -> list[Row]:
     rows = []
+    for clients, figures in embeddings.get("metrics_cost", {}).items():
+        rows.append(
+            Row(
+                "embeddings",
+                f"{clients} client{'s' if clients != '1' else ''}, metrics on vs off",
+                _latency(figures["on"]),
+                f"metrics off {_latency(figures['off'])}",
+                f"{times(figures['throughput_ratio'])} req/s",
+            )
+        )
     infinity = embeddings.get("infinity", {})
     runtimes = embeddings.get("runtimes", {})
     for key in ("ours", "ours_numpy"):

@@ -24,6 +24,11 @@ def test_defaults_run_every_section_but_the_fleet_against_the_hosts_port() -> No
     assert (options.host, options.port) == ("nica-bench-host", 18100)
 
 
+def test_metrics_cost_is_off_unless_asked_for() -> None:
+    assert not parse([], ENV).metrics_cost
+    assert parse(["--sections", "embeddings", "--metrics-cost"], ENV).metrics_cost
+
+
 def test_sections_run_in_their_fixed_order_whatever_the_order_given() -> None:
     assert parse(["--sections", "search,image"], ENV).sections == ("image", "search")
     assert parse(["--sections", "fleet,deploy"], ENV).sections == ("deploy", "fleet")
@@ -44,6 +49,7 @@ def test_sections_run_in_their_fixed_order_whatever_the_order_given() -> None:
         (["--docs", "1000,500000"], "argument --docs: 500000 is outside 100..200000"),
         (["--block-seconds", "600"], "argument --block-seconds: 600 is outside 1..120 seconds"),
         (["--sections", "search", "--keep-host"], "--keep-host only applies to the deploy"),
+        (["--sections", "search", "--metrics-cost"], "--metrics-cost only applies to the em"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
     ],
 )

@@ -108,6 +108,20 @@ def test_each_runtime_of_ours_gets_its_rows_named_beside_infinity() -> None:
     ]
 
 
+def test_metrics_cost_row_puts_metrics_off_beside_on_with_the_throughput_ratio() -> None:
+    on = {"requests_per_s": 95.0, "p50_ms": 160.0, "p95_ms": 200.0, "failed": 0}
+    off = {"requests_per_s": 100.0, "p50_ms": 150.0, "p95_ms": 190.0, "failed": 0}
+    cost = {"metrics_cost": {"16": {"on": on, "off": off, "throughput_ratio": 0.95}}}
+    (found,) = rows({"embeddings": cost})
+    assert found == (
+        "embeddings",
+        "16 clients, metrics on vs off",
+        "95.0 req/s, p50 160.0 ms, p95 200.0 ms",
+        "metrics off 100.0 req/s, p50 150.0 ms, p95 190.0 ms",
+        "0.95x req/s",
+    )
+
+
 def test_sentence_transformers_row_is_in_sentences_per_second() -> None:
     assert row("sentence-transformers")[3] == "70.0 sentences/s, p50 13.0 ms, p95 17.0 ms"
 

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from src.embeddings.batching import Batchers
 from src.embeddings.registry import EmbeddingModels
+from src.metrics.instruments import Metrics
 from src.settings import Settings
 
 
@@ -28,7 +29,13 @@ def get_batchers(request: Request) -> Batchers:
     return cast(Batchers, request.app.state.batchers)
 
 
+def get_metrics(request: Request) -> Metrics | None:
+    """The worker's instruments; None when metrics are off."""
+    return cast(Metrics | None, getattr(request.app.state, "metrics", None))
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 EmbeddingModelsDep = Annotated[EmbeddingModels, Depends(get_embedding_models)]
 BatchersDep = Annotated[Batchers, Depends(get_batchers)]
+MetricsDep = Annotated[Metrics | None, Depends(get_metrics)]

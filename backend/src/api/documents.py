@@ -7,6 +7,7 @@ run in worker threads.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from src.api.deps import BatchersDep, EmbeddingModelsDep, EngineDep, SettingsDep
+from src.api.deps import BatchersDep, EmbeddingModelsDep, EngineDep, MetricsDep, SettingsDep
 from src.api.encoders import check_length, encoder_for, model_or_default
 from src.api.errors import ApiError, error_responses
 from src.api.schemas import DocumentCreate, DocumentStored, SearchHit, SearchResults
@@ -64,7 +65,7 @@ async def create_document(
     title = body.title or body.text.strip().splitlines()[0].strip()[:DEFAULT_TITLE_CHARS]
     # The collection is checked before the (CPU-bound) encode, the row inserted after it.
     collection = await anyio.to_thread.run_sync(_collection, engine, settings, body.collection)
-    vector = await _embed(batchers.of(encoder), body.text)
+    vector = await _embed(batchers.of(encoder, model), body.text)
 
     def insert() -> Stored | None:
         with engine.begin() as connection:
@@ -113,6 +114,7 @@ async def search_documents(
     settings: SettingsDep,
     engine: EngineDep,
     batchers: BatchersDep,
+    metrics: MetricsDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many documents.")] = 5,
     collection: Annotated[str | None, Query(description="Only this collection.")] = None,
     model: Annotated[str | None, Query(description="Default: first of HF_MODEL_REPOS.")] = None,
@@ -132,11 +134,12 @@ async def search_documents(
         collection_filter = await anyio.to_thread.run_sync(
             _collection, engine, settings, collection
         )
-    query = await _embed(batchers.of(encoder), q)
+    query = await _embed(batchers.of(encoder, name), q)
 
     def nearest() -> list[Hit]:
         with engine.connect() as connection:
-            return search(
+            started = time.perf_counter()
+            hits = search(
                 connection,
                 query=query,
                 model=name,
@@ -144,6 +147,9 @@ async def search_documents(
                 collection=collection_filter,
                 ef_search=settings.search_ef_search,
             )
+            if metrics is not None:
+                metrics.search_statement.observe(time.perf_counter() - started)
+            return hits
 
     hits = await anyio.to_thread.run_sync(_database, nearest, settings)
     return SearchResults(data=[SearchHit(**hit._asdict()) for hit in hits], model=name)

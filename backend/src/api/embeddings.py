@@ -62,7 +62,7 @@ async def create_embeddings(
     encoder = encoder_for(models, body.model)
     _check_dimensions(body.dimensions, body.model, encoder.dimension)
     # Concurrent requests share forward passes (src.embeddings.batching).
-    encoded = await _embed_while_connected(request, batchers.of(encoder), texts)
+    encoded = await _embed_while_connected(request, batchers.of(encoder, body.model), texts)
     if encoded is None:
         return Response(status_code=CLIENT_CLOSED)
     tokens = sum(encoded.token_counts)

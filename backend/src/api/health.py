@@ -30,10 +30,13 @@ def readyz(
     embedding_models: EmbeddingModelsDep,
 ) -> JSONResponse:
     """200 when the database answers, its schema is at this release's migration head (or
-    ahead of it by backward-compatible migrations only) and every configured model is in the
-    cache at its revision and loaded for embeddings; 503 otherwise (while the models load at
+    ahead of it by backward-compatible migrations only), every configured model is in the
+    cache at its revision and loaded for embeddings, and this worker has run one inference per
+    model and one search statement ("warmup"); 503 otherwise (while the models load at
     start-up, "embeddings" says "loading")."""
-    readiness = check_all(engine, settings, release_schema(), embedding_models)
+    readiness = check_all(
+        engine, settings, release_schema(), embedding_models, request.app.state.warmup
+    )
     _log_transition(request, readiness)
     body: dict[str, Any] = {
         "status": "ready" if readiness.ready else "unready",

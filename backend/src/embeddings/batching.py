@@ -17,12 +17,15 @@ are sorted by length and cut into passes of at most `max_batch_tokens` padded to
   gets the error.
 - Cancellation: a request cancelled while queued (its client went away) is dropped before its
   batch is formed; one cancelled mid-pass just discards its rows.
+- Metrics (with a BatcherMetrics): each request's tokenization time, inputs and tokens, its
+  wait in the queue, the queue's depth, and each batch's forward-pass time, texts and tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +37,7 @@ from tokenizers import Encoding
 
 from src.embeddings.encoder import Encoded, Encoder, longest_first
 from src.embeddings.functional import F32
+from src.metrics.instruments import BatcherMetrics, Metrics
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,17 @@ class _Job:
 class Batcher:
     """Embeds requests of one encoder in shared forward passes (see the module doc)."""
 
-    def __init__(self, encoder: Encoder, limits: BatchLimits, limiter: CapacityLimiter) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        limits: BatchLimits,
+        limiter: CapacityLimiter,
+        metrics: BatcherMetrics | None = None,
+    ) -> None:
         self._encoder = encoder
         self._limits = limits
         self._limiter = limiter
+        self._metrics = metrics
         self._queue: deque[_Job] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -67,10 +78,11 @@ class Batcher:
 
     async def embed(self, texts: Sequence[str]) -> Encoded:
         """The texts' vectors and token counts, as Encoder.encode() gives them."""
-        encodings = await anyio.to_thread.run_sync(self._encoder.tokenize, texts)
+        encodings = await anyio.to_thread.run_sync(self._tokenize, texts)
         loop = asyncio.get_running_loop()
         job = _Job(encodings, loop.create_future(), loop.time())
         self._queue.append(job)
+        self._queue_changed()
         self._arrived.set()
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="embeddings-batcher")
@@ -91,6 +103,21 @@ class Batcher:
                 await batch
         while self._queue:
             self._queue.popleft().future.cancel()
+        self._queue_changed()
+
+    def _tokenize(self, texts: Sequence[str]) -> list[Encoding]:
+        """In a worker thread: the texts' tokens (timed, with the metrics)."""
+        if self._metrics is None:
+            return self._encoder.tokenize(texts)
+        started = time.perf_counter()
+        encodings = self._encoder.tokenize(texts)
+        tokens = sum(len(encoding.ids) for encoding in encodings)
+        self._metrics.tokenized(time.perf_counter() - started, len(texts), tokens)
+        return encodings
+
+    def _queue_changed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.queue_depth.set(len(self._queue))
 
     async def _run(self) -> None:
         while True:
@@ -142,6 +169,7 @@ class Batcher:
         are dropped here."""
         jobs: list[_Job] = []
         tokens = 0
+        now = asyncio.get_running_loop().time()
         while self._queue:
             job = self._queue[0]
             if job.future.done():  # cancelled while queued: its slot goes to the next one
@@ -151,6 +179,9 @@ class Batcher:
                 break
             jobs.append(self._queue.popleft())
             tokens += job.tokens
+            if self._metrics is not None:
+                self._metrics.queue_wait.observe(now - job.arrived)
+        self._queue_changed()
         return jobs
 
     async def _serve(self, jobs: list[_Job]) -> None:
@@ -174,10 +205,14 @@ class Batcher:
     def _forward_jobs(self, jobs: Sequence[_Job]) -> list[F32]:
         """In a worker thread: the jobs' texts sorted by length, in passes of at most
         max_batch_tokens padded tokens; each job's rows in its own order."""
+        started = time.perf_counter()
         encodings = [encoding for job in jobs for encoding in job.encodings]
         vectors = np.zeros((len(encodings), self._encoder.dimension), dtype=np.float32)
         for rows in passes(encodings, self._limits.max_batch_tokens):
             vectors[rows] = self._encoder.forward([encodings[i] for i in rows])
+        if self._metrics is not None:
+            tokens = sum(job.tokens for job in jobs)
+            self._metrics.batch(time.perf_counter() - started, len(encodings), tokens)
         results, start = [], 0
         for job in jobs:
             results.append(vectors[start : start + len(job.encodings)])
@@ -199,17 +234,24 @@ def passes(encodings: Sequence[Encoding], max_tokens: int) -> list[list[int]]:
 
 
 class Batchers:
-    """The app's batchers, one per encoder, made on first use (on the event loop)."""
+    """The app's batchers, one per encoder, made on first use (on the event loop); with
+    `metrics`, each records under its model's name."""
 
-    def __init__(self, limits: BatchLimits, limiter: CapacityLimiter) -> None:
+    def __init__(
+        self, limits: BatchLimits, limiter: CapacityLimiter, metrics: Metrics | None = None
+    ) -> None:
         self._limits = limits
         self._limiter = limiter
+        self._metrics = metrics
         self._batchers: dict[Encoder, Batcher] = {}
 
-    def of(self, encoder: Encoder) -> Batcher:
+    def of(self, encoder: Encoder, model: str) -> Batcher:
+        """The batcher of `encoder`, the loaded encoder of the configured model `model`."""
         batcher = self._batchers.get(encoder)
         if batcher is None:
-            batcher = self._batchers[encoder] = Batcher(encoder, self._limits, self._limiter)
+            metrics = None if self._metrics is None else self._metrics.batcher(model)
+            batcher = Batcher(encoder, self._limits, self._limiter, metrics)
+            self._batchers[encoder] = batcher
         return batcher
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from src.app import create_app
 from src.embeddings import Encoder, load
 from src.settings import Settings
+from src.warmup import RUNNING, WAITING
 
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "data" / "minilm_reference.json"
 # The claim in docs/api.md. The encoder's worst case is 1 - 2e-11 (the reference has 6 decimals);
@@ -56,11 +57,13 @@ def is_loading(check: str) -> bool:
 
 
 def readyz_after_loading(client: httpx2.Client, timeout: float = 60) -> httpx2.Response:
-    """GET /readyz once the embeddings check no longer says a model is loading."""
+    """GET /readyz once the embeddings check no longer says a model is loading and this
+    worker's warm-up has run, or stopped at a failure (src.warmup)."""
     deadline = time.monotonic() + timeout
     while True:
         response = client.get("/readyz")
-        if not is_loading(response.json()["checks"]["embeddings"]):
+        checks = response.json()["checks"]
+        if not is_loading(checks["embeddings"]) and checks["warmup"] not in (WAITING, RUNNING):
             return response
         if time.monotonic() > deadline:
             raise AssertionError(f"models still loading after {timeout} s: {response.json()}")
