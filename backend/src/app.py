@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from src import embeddings, telemetry, worker_readiness
-from src.api import collections, documents, errors, health, models
+from src.api import collections, documents, errors, health, models, request_context
 from src.api import embeddings as embeddings_api
 from src.api.body_limit import BodyLimit
 from src.backfill import run_backfill
@@ -19,6 +19,7 @@ from src.database.migrations import head_revision
 from src.database.session import create_engine_from_settings
 from src.embeddings.batching import Batchers, BatchLimits
 from src.embeddings.registry import OK, EmbeddingModels, EncoderLoader
+from src.readiness import CachedReadiness
 from src.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,13 @@ def create_app(
         )
         # The encoders load from the local cache in a thread; /readyz says "loading" meanwhile.
         app.state.embedding_models = EmbeddingModels(settings.models)
+        # /readyz's checks on one connection of their own, never one of the requests' pool.
+        readiness_engine = create_engine_from_settings(
+            settings, connect_timeout=DB_CONNECT_TIMEOUT_S, pool_size=1, max_overflow=0
+        )
+        app.state.readiness = CachedReadiness(
+            readiness_engine, settings, app.state.embedding_models
+        )
         # At most `forward_passes` at once, whichever route or model asks: one per CPU the
         # worker may use, each on one BLAS thread (README, "Embeddings under load").
         limits = BatchLimits(
@@ -81,6 +89,7 @@ def create_app(
         finally:
             await app.state.batchers.close()
             app.state.engine.dispose()
+            readiness_engine.dispose()
             logger.info("shutdown: database connections closed")
             telemetry.shut_down(tracer_provider)
 
@@ -99,4 +108,5 @@ def create_app(
     app.include_router(embeddings_api.router)
     app.include_router(documents.router)
     tracer_provider = telemetry.instrument(app, settings.tracing)
+    request_context.install(app)  # outermost: after telemetry.instrument
     return app

@@ -7,13 +7,14 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
+from src.api.auth import READ, RESPONSES
 from src.api.deps import SettingsDep
 from src.api.errors import ApiError, error_responses
 from src.api.schemas import Model, ModelFile, ModelList
 from src.model_cache.manifest import CachedModel, ModelCacheError, verify
 from src.settings import Settings
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[READ], responses=RESPONSES)
 
 
 @router.get("/models")
