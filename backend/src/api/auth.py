@@ -64,12 +64,13 @@ def authorize(
         )
 
 
-def need_read(request: Request, credentials: Credentials) -> None:
+# async: a few microseconds of hashing, so no worker thread is taken for them.
+async def need_read(request: Request, credentials: Credentials) -> None:
     """Embeddings, search, models."""
     authorize(request, credentials, "read")
 
 
-def need_write(request: Request, credentials: Credentials) -> None:
+async def need_write(request: Request, credentials: Credentials) -> None:
     """Documents and collections."""
     authorize(request, credentials, "write")
 
