@@ -127,6 +127,12 @@ class Proxy:
     stub: str
     started: float = field(default_factory=time.monotonic)
 
+    def address(self) -> str:
+        """The container's own address on its network (reachable from the host)."""
+        return docker(
+            "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", self.name
+        ).stdout.strip()
+
     def logs(self) -> tuple[str, str]:
         """(stdout: the JSON access log, stderr: the error log) so far."""
         done = docker("logs", self.name, timeout=60)

@@ -175,6 +175,17 @@ def test_a_body_over_4_mib_is_413_in_openai_shape(proxy: Proxy) -> None:
     assert NGINX_ID.fullmatch(headers["x-request-id"]), headers
 
 
+def test_a_body_that_does_not_fit_in_tmp_is_refused_in_openai_shape(tmp_path: Path) -> None:
+    """The container's /tmp (a sized tmpfs) full: the body is refused; nothing grows."""
+    require_docker()
+    tiny = {"tmpfs": "/tmp:size=1m"}  # noqa: S108 (the container's /tmp)
+    with running_proxy(tmp_path, run_overrides=tiny) as small:
+        status, _, body = request(small.url, "POST", "/v1/embeddings", {}, b" " * 2_000_000)
+        fits, _, _ = request(small.url, "POST", "/v1/embeddings", {}, b'{"input": "x"}')
+    assert status == 500 and openai_error(status, body).error.code == "proxy_busy", body
+    assert fits == 200, "a small body (kept in memory) should still pass"
+
+
 def test_a_slot_that_is_down_is_502_in_openai_shape(tmp_path: Path) -> None:
     require_docker()
     with running_proxy(tmp_path, upstream="backend-green:8000") as down:
