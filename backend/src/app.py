@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from src import embeddings, telemetry, worker_readiness
-from src.api import collections, documents, errors, health, models
+from src.api import collections, documents, errors, health, models, request_context
 from src.api import embeddings as embeddings_api
 from src.api.body_limit import BodyLimit
 from src.backfill import run_backfill
@@ -22,6 +22,7 @@ from src.embeddings.batching import Batchers, BatchLimits
 from src.embeddings.registry import OK, EmbeddingModels, EncoderLoader
 from src.metrics.http import HttpMetrics
 from src.metrics.instruments import Metrics
+from src.readiness import CachedReadiness
 from src.settings import Settings
 from src.warmup import Warmup
 
@@ -69,6 +70,13 @@ def create_app(
         )
         app.state.batchers = Batchers(limits, CapacityLimiter(forward_passes), metrics)
         app.state.warmup = Warmup(settings.warmup, bool(settings.models))
+        # /readyz's checks on one connection of their own, never one of the requests' pool.
+        readiness_engine = create_engine_from_settings(
+            settings, connect_timeout=DB_CONNECT_TIMEOUT_S, pool_size=1, max_overflow=0
+        )
+        app.state.readiness = CachedReadiness(
+            readiness_engine, settings, app.state.embedding_models, app.state.warmup
+        )
         if settings.models:
             # Then, in the same thread, warm up (src.warmup), tell the other uvicorn workers this
             # one is ready to serve (src.worker_readiness) and embed the documents stored
@@ -109,6 +117,7 @@ def create_app(
             app.state.warmup.stop()
             await app.state.batchers.close()
             app.state.engine.dispose()
+            readiness_engine.dispose()
             logger.info("shutdown: database connections closed")
             telemetry.shut_down(tracer_provider)
 
@@ -129,4 +138,5 @@ def create_app(
         routes = [route for module in routers for route in module.router.routes]
         app.add_middleware(HttpMetrics, metrics=metrics, routes=[*routes, *app.router.routes])
     tracer_provider = telemetry.instrument(app, settings.tracing)
+    request_context.install(app)  # outermost: after telemetry.instrument
     return app

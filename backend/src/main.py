@@ -30,6 +30,9 @@ def _load_settings() -> Settings:
 
 
 logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+# uvicorn's access log line carries the query string (GET /v1/search?q=<the user's text>): off,
+# whatever the command line says; the app logs its own line without it (src.api.request_context).
+logging.getLogger("uvicorn.access").disabled = True
 settings = _load_settings()
 logging.getLogger(__name__).info(
     "startup: %d forward pass(es) at once, %d thread(s) each (BLAS or ONNX Runtime intra-op)",

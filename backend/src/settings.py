@@ -27,6 +27,9 @@ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  full traces URL, used as is; wins over the o
 OTEL_SERVICE_NAME                   service.name of the spans (default nica-pro-backend)
 HF_CACHE_MARKER                     file name under HF_HOME that exists only while an encrypted
                                     cache is unlocked (default: none, no check)
+API_KEYS_FILE               file listing the API keys' SHA-256 hashes and scopes (src.api_keys);
+                            set: every /v1 request needs `Authorization: Bearer <key>`;
+                            unset: the API is open (default). Never the keys themselves.
 SEARCH_EF_SEARCH            candidates GET /v1/search's HNSW index scan keeps (pgvector's
                             hnsw.ef_search, 1..1000; default 400): higher finds the exact
                             nearest documents more often and costs more time per search
@@ -49,6 +52,8 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from src import api_keys
+from src.api_keys import ApiKeys
 from src.model_spec import (
     ModelSpec,
     OnnxFiles,
@@ -113,6 +118,7 @@ class Settings:
     uvicorn_workers: int = 1  # src.worker_readiness: /readyz waits for every worker's models
     metrics_dir: Path | None = None  # None: no metrics recorded (src.metrics)
     warmup: bool = True  # src.warmup: ready only after one inference per model and one search
+    api_keys: ApiKeys | None = field(default=None, repr=False)  # None: the API is open
 
     @property
     def database_url_safe(self) -> str:
@@ -145,6 +151,7 @@ class Settings:
             uvicorn_workers=_positive_int(env, "UVICORN_WORKERS", 1),
             metrics_dir=metrics_dir_from_env(env),
             warmup=_switch(env, "WARMUP_BEFORE_READY", default=True),
+            api_keys=api_keys_from_env(env),
         )
 
 
@@ -301,3 +308,14 @@ def hf_cache_marker_from_env(env: Mapping[str, str]) -> str:
     if value in (".", "..") or "/" in value or "\0" in value:
         raise ConfigError(f"HF_CACHE_MARKER must be a file name under HF_HOME, got {value!r}")
     return value
+
+
+def api_keys_from_env(env: Mapping[str, str]) -> ApiKeys | None:
+    """The keys of API_KEYS_FILE; None (an open API) when the variable is unset or empty."""
+    path = env.get("API_KEYS_FILE", "").strip()
+    if not path:
+        return None
+    try:
+        return api_keys.load(Path(path))
+    except api_keys.ApiKeysError as error:
+        raise ConfigError(f"API_KEYS_FILE: {error}") from None

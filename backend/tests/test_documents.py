@@ -149,6 +149,35 @@ def test_a_text_over_the_character_limit_is_422(client: TestClient) -> None:
     )
 
 
+NUL_MESSAGE = "must not contain a NUL character (\\u0000): PostgreSQL text cannot hold it"
+
+
+@pytest.mark.parametrize("field", ["text", "title", "collection"])
+def test_a_nul_character_is_422_naming_the_field(client: TestClient, field: str) -> None:
+    fields = {"text": "plain text", field: "before\x00after"}
+    response = client.post("/v1/documents", json=fields)
+    error = response.json()["error"]
+    assert (response.status_code, error["param"], error["code"]) == (422, field, "nul_character")
+    assert error["message"].startswith(f"{field}: {NUL_MESSAGE}"), error["message"]
+
+
+def test_a_nul_character_is_refused_before_any_work(loading_client: TestClient) -> None:
+    """Before the model is asked for (it is loading here: that answer would be a 503)."""
+    response = add(loading_client, "text with a \x00 in it")
+    assert (response.status_code, response.json()["error"]["param"]) == (422, "text")
+
+
+def test_a_nul_character_in_the_search_collection_is_422(client: TestClient) -> None:
+    response = search(client, "anything", collection="zoo\x00")
+    error = response.json()["error"]
+    assert (response.status_code, error["param"]) == (422, "collection"), error
+
+
+def test_a_nul_character_in_q_is_searched(client: TestClient) -> None:
+    """q is embedded, never stored or compared in PostgreSQL: any text may be searched."""
+    assert hits(search(client, "kettle\x00tea", k=1)), "no document found"
+
+
 # ---- GET /v1/search
 
 

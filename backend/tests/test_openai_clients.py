@@ -21,10 +21,11 @@ from src.settings import Settings
 from tests.conftest import Database, Prefetched
 from tests.support.embeddings import cached_load, readyz_after_loading, text_of_length
 from tests.support.fake_hub import PUBLIC_REPO
+from tests.support.keys import READ_KEY, WRITE_KEY, bearer, write_keys_file
 from tests.support.server import serving
 
 TEXTS = ["The quick brown fox", "jumps over the lazy dog", "Ünïcödé and emoji 🦊"]
-API_KEY = "not-checked"  # the SDKs insist on one; the backend takes none
+API_KEY = WRITE_KEY  # the SDKs send it as `Authorization: Bearer`; API_KEYS_FILE lists it
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +50,14 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def settings(seeded_database: Database, prefetched: Prefetched) -> Settings:
-    return seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO)
+def settings(
+    seeded_database: Database, prefetched: Prefetched, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    keys = write_keys_file(
+        tmp_path_factory.mktemp("keys") / "api_keys",
+        {"sdk": ("write", WRITE_KEY), "reader": ("read", READ_KEY)},
+    )
+    return seeded_database.settings(prefetched.hf_home, models=PUBLIC_REPO, API_KEYS_FILE=str(keys))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +71,7 @@ def base_url(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def http(base_url: str) -> Iterator[httpx2.Client]:
-    with httpx2.Client(base_url=base_url, timeout=60) as client:
+    with httpx2.Client(base_url=base_url, timeout=60, headers=bearer(API_KEY)) as client:
         yield client
 
 
@@ -213,6 +220,25 @@ def test_sdk_token_ids_error_asks_for_text(client: openai.OpenAI) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as caught:
         client.embeddings.create(model=PUBLIC_REPO, input=[[101, 7592, 102]])
     assert "this server embeds text only" in str(caught.value), str(caught.value)
+
+
+# ---- openai: API keys
+
+
+def test_sdk_without_a_valid_key_raises_authentication_error(base_url: str) -> None:
+    other = openai.OpenAI(base_url=f"{base_url}/v1", api_key="sk-wrong", max_retries=0)
+    with other, pytest.raises(openai.AuthenticationError) as caught:
+        other.embeddings.create(model=PUBLIC_REPO, input="text")
+    assert (caught.value.status_code, caught.value.code) == (401, "invalid_api_key")
+    assert "the API key is not valid here" in str(caught.value), str(caught.value)
+
+
+def test_sdk_with_a_read_key_embeds_but_may_not_store(base_url: str) -> None:
+    with openai.OpenAI(base_url=f"{base_url}/v1", api_key=READ_KEY, max_retries=0) as reader:
+        assert len(reader.embeddings.create(model=PUBLIC_REPO, input="x").data[0].embedding) == 384
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            reader.post("/documents", body={"text": "x"}, cast_to=object)
+    assert (caught.value.status_code, caught.value.code) == (403, "insufficient_scope")
 
 
 # ---- LangChain

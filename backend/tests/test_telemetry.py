@@ -95,6 +95,60 @@ def test_without_an_endpoint_nothing_is_exported_and_nothing_warns(
     assert caplog.records == [], f"no warnings expected, got {caplog.messages}"
 
 
+# ---- what a span says: the request id, never the query string
+
+
+SEARCH_TEXT = "okapi-lullaby-93d2"  # user data: belongs in no trace
+
+
+def span_attributes(bodies: list[bytes]) -> list[dict[str, Any]]:
+    """Every span's attributes, from the protobuf bodies the receiver got."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    found = []
+    for body in bodies:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    found.append(
+                        {
+                            kv.key: getattr(kv.value, kv.value.WhichOneof("value"))
+                            for kv in span.attributes
+                        }
+                    )
+    return found
+
+
+def traced_request(database: Database, hf_home: Path, path: str, request_id: str) -> list[bytes]:
+    with OtlpReceiver() as receiver:
+        settings = traced_settings(database, hf_home, receiver.url)
+        with TestClient(create_app(settings)) as client:
+            response = client.get(path, headers={"X-Request-ID": request_id})
+            assert response.status_code == 200, response.text
+        return list(receiver.bodies)
+
+
+def test_a_span_carries_the_request_id(seeded_database: Database, tmp_path: Path) -> None:
+    bodies = traced_request(seeded_database, tmp_path, "/v1/collections", "traced-42")
+    ids = [a.get("nica.request_id") for a in span_attributes(bodies)]
+    assert ids == ["traced-42"], f"expected one span with the request's id, got {ids}"
+
+
+def test_no_span_carries_the_query_string(seeded_database: Database, tmp_path: Path) -> None:
+    bodies = traced_request(
+        seeded_database, tmp_path, f"/v1/collections?q={SEARCH_TEXT}&k=3", "traced-43"
+    )
+    [attributes] = span_attributes(bodies)
+    assert str(attributes.get("http.url", "")).endswith("/v1/collections"), attributes
+    assert not any(SEARCH_TEXT.encode() in body for body in bodies), (
+        f"the query string reached the trace: {attributes}"
+    )
+
+
 # ---- the command-line receiver (what the lead runs on a test host)
 
 

@@ -6,13 +6,14 @@ from fastapi import APIRouter
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from src.api.auth import RESPONSES, WRITE
 from src.api.deps import EngineDep, SettingsDep
 from src.api.errors import ApiError, error_responses
 from src.api.schemas import CollectionEntry, CollectionList
 from src.database.models import Collection, Document
 from src.database.session import error_reason
 
-router = APIRouter(prefix="/v1", tags=["collections"])
+router = APIRouter(prefix="/v1", tags=["collections"], dependencies=[WRITE], responses=RESPONSES)
 
 
 @router.get("/collections", responses=error_responses({503: "the database is unavailable"}))

@@ -13,20 +13,28 @@ from typing import Annotated, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from src.api.auth import READ, RESPONSES, WRITE
 from src.api.deps import BatchersDep, EmbeddingModelsDep, EngineDep, MetricsDep, SettingsDep
 from src.api.encoders import check_length, encoder_for, model_or_default
 from src.api.errors import ApiError, error_responses
-from src.api.schemas import DocumentCreate, DocumentStored, SearchHit, SearchResults
+from src.api.schemas import (
+    DocumentCreate,
+    DocumentStored,
+    SearchHit,
+    SearchResults,
+    no_nul,
+)
 from src.database.documents import Hit, Stored, collection_id, insert_document, search
 from src.database.session import error_reason
 from src.embeddings.batching import Batcher
 from src.embeddings.functional import F32
 from src.settings import Settings
 
-router = APIRouter(prefix="/v1", tags=["documents"])
+router = APIRouter(prefix="/v1", tags=["documents"], responses=RESPONSES)
 DEFAULT_TITLE_CHARS = 80
 MAX_K = 50
 T = TypeVar("T")
@@ -35,6 +43,7 @@ T = TypeVar("T")
 @router.post(
     "/documents",
     status_code=201,
+    dependencies=[WRITE],
     responses=error_responses(
         {
             404: "unknown model or collection; the message names it",
@@ -98,6 +107,7 @@ async def create_document(
 
 @router.get(
     "/search",
+    dependencies=[READ],
     responses=error_responses(
         {
             404: "unknown model or collection; the message names it",
@@ -116,7 +126,9 @@ async def search_documents(
     batchers: BatchersDep,
     metrics: MetricsDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many documents.")] = 5,
-    collection: Annotated[str | None, Query(description="Only this collection.")] = None,
+    collection: Annotated[
+        str | None, AfterValidator(no_nul), Query(description="Only this collection.")
+    ] = None,
     model: Annotated[str | None, Query(description="Default: first of HF_MODEL_REPOS.")] = None,
 ) -> SearchResults:
     """The k documents nearest to `q` by cosine similarity, best first, among those embedded

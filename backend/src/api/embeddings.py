@@ -8,6 +8,7 @@ import base64
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
+from src.api.auth import READ, RESPONSES
 from src.api.deps import BatchersDep, EmbeddingModelsDep, SettingsDep
 from src.api.encoders import check_length, encoder_for
 from src.api.errors import ApiError, error_responses
@@ -17,7 +18,7 @@ from src.embeddings.batching import Batcher
 from src.embeddings.functional import F32
 from src.settings import Settings
 
-router = APIRouter(prefix="/v1", tags=["embeddings"])
+router = APIRouter(prefix="/v1", tags=["embeddings"], dependencies=[READ], responses=RESPONSES)
 # What the access log shows for a request whose client went away before its answer (as nginx).
 CLIENT_CLOSED = 499
 

@@ -1,19 +1,25 @@
-"""Liveness (/healthz) and readiness (/readyz)."""
+"""Liveness (/healthz) and readiness (/readyz).
+
+/readyz answers in full (every check and its text) only to a caller that reaches the backend
+directly: the slot's health check, `docker exec`, a test. Through the public proxy, which sets
+PUBLIC_HEADER on every request it forwards (docker/proxy/nginx.conf, overwriting whatever a
+client sent), it answers the status only: 200 {"status": "ready"} or 503 {"status": "unready"}.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from src.api.deps import EmbeddingModelsDep, EngineDep, SettingsDep
-from src.database.migrations import release_schema
-from src.readiness import Readiness, check_all
+from src.readiness import CachedReadiness, Readiness
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
+# Set (to any value) by the proxy on every request from outside the host.
+PUBLIC_HEADER = "X-Nica-Public"
 
 
 @router.get("/healthz")
@@ -22,26 +28,25 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "unready; every failing check named"}})
-def readyz(
-    request: Request,
-    settings: SettingsDep,
-    engine: EngineDep,
-    embedding_models: EmbeddingModelsDep,
-) -> JSONResponse:
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "ready; through the proxy the status only"},
+        503: {"description": "unready; every failing check named, except through the proxy"},
+    },
+)
+async def readyz(request: Request) -> JSONResponse:
     """200 when the database answers, its schema is at this release's migration head (or
     ahead of it by backward-compatible migrations only), every configured model is in the
     cache at its revision and loaded for embeddings, and this worker has run one inference per
     model and one search statement ("warmup"); 503 otherwise (while the models load at
-    start-up, "embeddings" says "loading")."""
-    readiness = check_all(
-        engine, settings, release_schema(), embedding_models, request.app.state.warmup
-    )
+    start-up, "embeddings" says "loading"). The result is at most 1 s old. Through the proxy
+    (PUBLIC_HEADER set) only the status, without the checks."""
+    readiness = await cast(CachedReadiness, request.app.state.readiness).get()
     _log_transition(request, readiness)
-    body: dict[str, Any] = {
-        "status": "ready" if readiness.ready else "unready",
-        "checks": readiness.checks,
-    }
+    body: dict[str, Any] = {"status": "ready" if readiness.ready else "unready"}
+    if PUBLIC_HEADER not in request.headers:
+        body["checks"] = readiness.checks
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
+from src.api.auth import READ, RESPONSES
 from src.api.deps import EmbeddingModelsDep, SettingsDep
 from src.api.errors import ApiError, error_responses
 from src.api.schemas import Model, ModelFile, ModelList
@@ -16,7 +17,7 @@ from src.embeddings.registry import EmbeddingModels
 from src.model_cache.manifest import CachedModel, ModelCacheError, verify
 from src.settings import Settings
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[READ], responses=RESPONSES)
 
 
 @router.get("/models")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 
@@ -167,18 +167,33 @@ class EmbeddingList(BaseModel):
 # ---- POST /v1/documents, GET /v1/search
 
 
+def no_nul(value: str | None) -> str | None:
+    """Text that reaches PostgreSQL (stored, or compared with a stored value): its text type
+    cannot hold NUL, so one is refused here with a 422 naming the field, before any work."""
+    if value is not None and "\x00" in value:
+        raise PydanticCustomError(
+            "nul_character",
+            "must not contain a NUL character (\\u0000): PostgreSQL text cannot hold it",
+        )
+    return value
+
+
+# A str field whose value goes to PostgreSQL.
+DatabaseText = Annotated[str, AfterValidator(no_nul)]
+
+
 class DocumentCreate(BaseModel):
-    text: str = Field(
+    text: DatabaseText = Field(
         description="The document's text; embedded and stored. Not empty, at most "
         "EMBEDDINGS_MAX_INPUT_CHARS characters (20000 by default)."
     )
-    title: str | None = Field(
+    title: DatabaseText | None = Field(
         default=None,
         min_length=1,
         max_length=500,
         description="Unique within the collection; default: the text's first line (80 chars).",
     )
-    collection: str = Field(
+    collection: DatabaseText = Field(
         default="default", min_length=1, max_length=200, description="An existing collection."
     )
     model: str | None = Field(

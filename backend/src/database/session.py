@@ -12,17 +12,25 @@ APPLICATION_NAME = "nica-pro-backend"
 
 
 def create_engine_from_settings(
-    settings: Settings, *, connect_timeout: int = 5, pool_timeout: float = 5.0
+    settings: Settings,
+    *,
+    connect_timeout: int = 5,
+    pool_timeout: float = 5.0,
+    pool_size: int = 5,
+    max_overflow: int = 10,
 ) -> Engine:
     """A pooled engine; nothing connects until first use.
 
     connect_timeout (seconds, libpq minimum 2) keeps callers such as /readyz fast when the
-    database is down; hide_parameters keeps bound values out of error messages.
+    database is down; hide_parameters keeps bound values out of error messages. The pool
+    holds `pool_size` connections, `max_overflow` more when busy (SQLAlchemy's defaults).
     """
     return create_engine(
         settings.database_url,
         pool_pre_ping=True,
         pool_timeout=pool_timeout,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         hide_parameters=True,
         connect_args={"connect_timeout": connect_timeout, "application_name": APPLICATION_NAME},
     )

@@ -29,12 +29,15 @@ def cdn_docs_app() -> FastAPI:
     return app
 
 
-def _wait_until_serving(url: str, process: subprocess.Popen[str], timeout: float) -> None:
+def _wait_until_serving(
+    url: str, process: subprocess.Popen[str], timeout: float, output: Path | None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             _, stderr = process.communicate()
-            raise AssertionError(f"uvicorn exited {process.returncode}: {stderr.strip()}")
+            said = output.read_text() if output is not None else stderr
+            raise AssertionError(f"uvicorn exited {process.returncode}: {said.strip()}")
         try:
             with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback http)
                 return
@@ -50,10 +53,13 @@ def serving(
     timeout: float = 30,
     environ: Mapping[str, str] | None = None,
     workers: int = 1,
+    output: Path | None = None,
 ) -> Iterator[str]:
     """uvicorn with `app` (the image's src.main:app by default) on 127.0.0.1 with `workers`
     worker processes; yields its base URL. By default no models and an unreachable database
-    (the docs page needs neither); `environ` adds to or replaces the variables."""
+    (the docs page needs neither); `environ` adds to or replaces the variables. `output`:
+    a file that gets everything the server writes (stdout and stderr), complete once the
+    block has ended."""
     port = free_port()
     env = base_env(
         DATABASE_URL=f"postgresql+psycopg://app@127.0.0.1:{closed_port()}/app",
@@ -65,18 +71,21 @@ def serving(
     command += ["--workers", str(workers)]
     if not app.endswith(":app"):
         command.append("--factory")
+    sink = output.open("w") if output is not None else None
     process = subprocess.Popen(
         command,
         cwd=BACKEND_DIR,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=sink or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if sink else subprocess.PIPE,
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(f"{base}/openapi.json", process, timeout)
+        _wait_until_serving(f"{base}/openapi.json", process, timeout, output)
         yield base
     finally:
         process.terminate()
         process.communicate(timeout=10)
+        if sink is not None:
+            sink.close()

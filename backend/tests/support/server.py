@@ -7,19 +7,23 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from tests.support.net import free_port
 
 
 @contextmanager
-def serving(app: FastAPI, timeout: float = 30) -> Iterator[str]:
-    """http://127.0.0.1:PORT while `app` is served there (its lifespan included)."""
+def serving(app: ASGIApp, timeout: float = 30, **config: Any) -> Iterator[str]:
+    """http://127.0.0.1:PORT while `app` is served there (its lifespan included); `config`:
+    more uvicorn.Config arguments (with ssl_certfile and ssl_keyfile: https://...)."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    settings = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config
+    )
+    server = uvicorn.Server(settings)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     try:
@@ -28,7 +32,8 @@ def serving(app: FastAPI, timeout: float = 30) -> Iterator[str]:
             assert thread.is_alive(), f"uvicorn stopped before serving on port {port}"
             assert time.monotonic() < deadline, f"uvicorn not serving after {timeout} s"
             time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if config.get("ssl_certfile") else "http"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=timeout)
