@@ -150,9 +150,11 @@ def test_a_marker_for_a_role_without_specs_is_one_line_naming_it(
     ), err
 
 
-def test_a_role_without_a_main_entry_point_lists_every_entry_points_options(
+def test_every_entry_points_options_are_listed_once_saying_which_entry_point_takes_them(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """As roles/backend_common: no `main`, its first entry point lists the settings, the
+    others take inputs of their own."""
     add_role(
         repo,
         "gamma",
@@ -160,7 +162,7 @@ def test_a_role_without_a_main_entry_point_lists_every_entry_points_options(
             """\
             ---
             argument_specs:
-              rollback:
+              validate:
                 options:
                   gamma_to: {type: str, default: previous, description: Where to.}
               status:
@@ -174,5 +176,17 @@ def test_a_role_without_a_main_entry_point_lists_every_entry_points_options(
     page.write_text(markers("alpha") + "\n" + markers("gamma") + "\n")
     assert run(repo, capsys) == (0, "")
     text = page.read_text()
-    assert "| `gamma_to` | str | `previous` | Where to. |\n| `gamma_lines` | int | `10` |" in text
+    assert (
+        "| `gamma_to` | str | `previous` | Where to. |\n"
+        "| `gamma_lines` | int | `10` | How many. (`tasks_from: status`) |"
+    ) in text, text
     assert text.count("`gamma_to`") == 1, "an option shared by entry points is listed once"
+
+
+def test_a_role_whose_specs_declare_no_options_needs_no_table(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As roles/status: its entry points read the shared settings and take nothing."""
+    (repo / "docs" / "hosts.md").write_text(markers("alpha", ALPHA_TABLE) + "\n")
+    add_role(repo, "delta", "---\nargument_specs:\n  main:\n    short_description: Report.\n")
+    assert run(repo, capsys, "--check") == (0, "")

@@ -183,7 +183,7 @@ def test_a_key_the_cache_is_not_protected_with_stops_the_role(guards):
         "is protected by nica-model-cache-" in text
         and "none of which wraps model_cache_key." in text
     ), f"the failure does not name the protectors and model_cache_key: {errors(run)}"
-    assert 'README, "Losing the key"' in text, "the failure does not point to the README"
+    assert 'docs/model-cache.md, "Losing the key"' in text, "the failure does not point to the docs"
 
 
 def test_the_wrong_key_is_not_printed(guards):
