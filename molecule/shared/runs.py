@@ -77,8 +77,8 @@ class Run:
         """The ROLLOUT table at the end of the run (callback_plugins/rollout_table.py):
         host -> (release, state)."""
         lines = self.output[self.output.rindex("\nROLLOUT ") :].splitlines()[3:]
-        rows = itertools.takewhile(lambda line: line.strip(), lines)
-        return {host: (release, state) for host, release, state in (r.split(None, 2) for r in rows)}
+        rows = (line.split(None, 2) for line in itertools.takewhile(str.strip, lines))
+        return {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
 
     def results(self, task: str) -> dict[str, str]:
         """The result text (-v) of one task ("name", or "role : name"), per host, over every

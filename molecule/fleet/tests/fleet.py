@@ -36,13 +36,6 @@ def fingerprints(hosts: dict[str, Any]) -> dict[str, str]:
     return {name: str(hosts[name].run(FINGERPRINT).stdout) for name in FLEET}
 
 
-def serving_started_at(fingerprint: str, slot: str) -> str:
-    """`<status> <started at>` of a slot's backend container in a FINGERPRINT."""
-    container = f"/nica-backend-{slot}-1 "
-    line = next(line for line in fingerprint.splitlines() if line.startswith(container))
-    return " ".join(line.split()[2:4])
-
-
 def image_id(host: Any, image: str) -> str:
     return sh(host, f"docker image inspect -f '{{{{.Id}}}}' {shlex.quote(image)}").strip()
 
