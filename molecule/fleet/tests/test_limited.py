@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fleet import CANARY, DATABASE, FLEET, SECOND, fingerprints, search, store
-from runs import Run, deploy, inspect, ready_status, record, serving
+from runs import Run, deploy, inspect, ready_status, record, serving, sh
 
 MARK = {"backend_extra_env": {"NICA_FLEET_MARK": "limited"}}
 LINK_TASK = "database : Read the note of where the database is published"
@@ -31,6 +31,7 @@ def story(hosts: dict[str, Any]) -> dict[str, Any]:
         "record_after": record(hosts[SECOND]),
         "env": inspect(hosts[SECOND], serving(hosts[SECOND]))["Config"]["Env"],
         "ready": ready_status(hosts[SECOND]),
+        "build-cache": sh(hosts[SECOND], "docker system df --format '{{.Type}}={{.Size}}'"),
     }
     title = f"fleet-limited-{uuid.uuid4().hex[:8]}"
     text = f"A note about tide tables stored through the limited host's release, marker {title}."
@@ -58,6 +59,14 @@ def test_the_limited_host_rolled_out_its_setting_blue_green(story):
     assert after["slot"] != before["slot"], f"the new release should run in the idle slot: {after}"
     names = [entry.split("=", 1)[0] for entry in story["env"]]
     assert "NICA_FLEET_MARK" in names, f"{SECOND} serves without its new setting: {names}"
+
+
+def test_the_limited_host_built_no_image(story):
+    # The setting changed, not the code: the image the fleet's canary built is reused.
+    cache = dict(line.split("=", 1) for line in story["build-cache"].splitlines()).get(
+        "Build Cache"
+    )
+    assert cache == "0B", f"{SECOND} built an image for a setting change: build cache {cache}"
 
 
 @pytest.mark.parametrize("host", [h for h in FLEET if h != SECOND])
