@@ -81,11 +81,12 @@ class Run:
         return {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
 
     def results(self, task: str) -> dict[str, str]:
-        """The result text (-v) of one task ("name", or "role : name"), per host, over every
-        play or batch that ran it."""
+        """The result text (debug messages; a module's output with -v) of the task(s) whose
+        name starts with `task` (a role's: "role : name"), per host, over every play or
+        batch that ran it."""
         results: dict[str, str] = {}
         for section in re.split(r"^TASK \[", self.output, flags=re.M)[1:]:
-            if not re.match(rf"(?:\w+ : )?{re.escape(task)}\]", section):
+            if not re.match(rf"(?:\w+ : )?{re.escape(task)}", section):
                 continue
             blocks = re.split(r"^(?:changed|ok|fatal): \[([^\]\s]+)[^\]]*\]", section, flags=re.M)
             results.update({blocks[i]: blocks[i + 1] for i in range(1, len(blocks) - 1, 2)})
