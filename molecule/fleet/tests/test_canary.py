@@ -26,7 +26,10 @@ def story(hosts: dict[str, Any]) -> dict[str, Any]:
         "run": run,
         "before": before,
         "after": {name: record(hosts[name]) for name in BACKENDS},
-        "serving": [[c["Id"], c["State"]["StartedAt"]] for c in (serving_before, serving_after)],
+        "serving": [
+            [c.get("Id"), c.get("State", {}).get("StartedAt")]
+            for c in (serving_before, serving_after)
+        ],
     }
 
 

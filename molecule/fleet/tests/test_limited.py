@@ -29,7 +29,7 @@ def story(hosts: dict[str, Any]) -> dict[str, Any]:
         "after": fingerprints(hosts),
         "record_before": record_before,
         "record_after": record(hosts[SECOND]),
-        "env": inspect(hosts[SECOND], serving(hosts[SECOND]))["Config"]["Env"],
+        "env": inspect(hosts[SECOND], serving(hosts[SECOND])).get("Config", {}).get("Env", []),
         "ready": ready_status(hosts[SECOND]),
         "build-cache": sh(hosts[SECOND], "docker system df --format '{{.Type}}={{.Size}}'"),
     }
