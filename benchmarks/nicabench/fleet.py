@@ -37,6 +37,8 @@ def molecule_env() -> dict[str, str]:
         "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_PRIVATE_KEY_FILE": str(EPHEMERAL / "fleet_ssh_key"),
+        # Bare hosts, as a cold deploy meets them (the scenario's own come with the engine).
+        "NICA_FLEET_IMAGE": "nica-test/debian13-host:latest",
     }
 
 

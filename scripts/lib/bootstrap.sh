@@ -120,7 +120,7 @@ ensure_venv() {  # ensure_venv demo|bench|test
 }
 
 ensure_images() {
-  say "building the stand-in images (Debian 13 host, python slim, postgres)"
+  say "building the stand-in images (Debian 13 host, and with the engine for the fleet; python slim, postgres, nginx)"
   "$REPO/testing/images/build.sh" "$BUILD/images"
 }
 

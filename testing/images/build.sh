@@ -4,7 +4,9 @@
 # No container registry is reachable from the build and test machines, so the images
 # that production pulls (python:3.11-slim, pgvector/pgvector:pg17) and the Debian 13 "target host"
 # are made here with debootstrap and `docker import`. Each image carries a label with
-# the hash of this recipe: an image that is already there and up to date is kept.
+# the hash of its own recipe (the functions that build it and the files they copy in): an
+# image that is already there and up to date is kept, and a change to one image's recipe
+# rebuilds that image only.
 #
 #   testing/images/build.sh [OUT_DIR]     # also writes OUT_DIR/<name>.tar archives
 #
@@ -13,9 +15,9 @@ set -Eeuo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out_dir=${1:-}
-recipe=$(cat "$here/build.sh" "$here/postgres-entrypoint.sh" | sha256sum | cut -c1-16)
 
 HOST_IMAGE=${HOST_IMAGE:-nica-test/debian13-host:latest}
+ENGINE_HOST_IMAGE=${ENGINE_HOST_IMAGE:-nica-test/debian13-engine-host:latest}
 PYTHON_IMAGE=${PYTHON_IMAGE:-nica-test/python:3.11-slim}
 POSTGRES_IMAGE=${POSTGRES_IMAGE:-nica-test/postgres:17}
 NGINX_IMAGE=${NGINX_IMAGE:-nica-test/nginx:stable}
@@ -31,8 +33,17 @@ debian_mirror() {
   echo "$uri"
 }
 
-up_to_date() {  # image name -> 0 when it exists with this recipe's label
-  [[ $(docker image inspect -f '{{ index .Config.Labels "org.nica.recipe" }}' "$1" 2>/dev/null) == "$recipe" ]]
+# recipe FUNCTION... [-- FILE...] -> the hash of an image's recipe: the text of the
+# functions that build it and the files they copy into it
+recipe() {
+  local functions=() files=()
+  while (($#)) && [[ $1 != -- ]]; do functions+=("$1"); shift; done
+  (($#)) && shift && files=("$@")
+  { declare -f bootstrap slim import "${functions[@]}"; cat "${files[@]}" </dev/null; } | sha256sum | cut -c1-16
+}
+
+up_to_date() {  # IMAGE RECIPE -> 0 when the image exists with that recipe's label
+  [[ $(docker image inspect -f '{{ index .Config.Labels "org.nica.recipe" }}' "$1" 2>/dev/null) == "$2" ]]
 }
 
 # bootstrap NAME SUITE PACKAGES -> a root filesystem in $work/NAME
@@ -48,19 +59,48 @@ slim() {  # what a -slim image leaves out: documentation and translations
   rm -rf "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/usr/share/info/* "$1"/usr/share/locale/*
 }
 
-import() {  # import DIR IMAGE [--change ...]
-  local dir=$1 image=$2; shift 2
-  tar -C "$dir" -c . | docker import --change "LABEL org.nica.recipe=$recipe" "$@" - "$image" >/dev/null
+import() {  # import DIR IMAGE RECIPE [--change ...]
+  local dir=$1 image=$2 label=$3; shift 3
+  tar -C "$dir" -c . | docker import --change "LABEL org.nica.recipe=$label" "$@" - "$image" >/dev/null
   log "built $image"
 }
 
-build_host() {
-  bootstrap host trixie python3,systemd,systemd-sysv,dbus,sudo,iproute2,ca-certificates,procps,gnupg
-  local d="$work/host"
+host_root() {  # NAME -> a Debian 13 target host's root filesystem in $work/NAME
+  bootstrap "$1" trixie python3,systemd,systemd-sysv,dbus,sudo,iproute2,ca-certificates,procps,gnupg
+  local d="$work/$1"
   # A container is the "machine": no getty, no udev triggers that hang in a container.
   rm -f "$d"/etc/systemd/system/getty.target.wants/* "$d"/lib/systemd/system/multi-user.target.wants/getty.target
   echo debian13-host >"$d/etc/hostname"
-  import "$d" "$HOST_IMAGE" --change 'CMD ["/sbin/init"]'
+}
+
+build_host() {
+  host_root host
+  import "$work/host" "$HOST_IMAGE" "$(recipe host_root build_host)" --change 'CMD ["/sbin/init"]'
+}
+
+# The fleet scenario's hosts: the target host with what deploy.yml and the fleet's
+# prepare.yml would install already there (the engine, Compose v2, buildx, the Python
+# modules the docker modules need, sshd; Debian's registry, which only the database host
+# starts), so that the fleet spends its minutes on what it proves. The default scenario
+# keeps the bare host and proves the engine's install from scratch.
+build_engine_host() {
+  host_root engine-host
+  local d="$work/engine-host"
+  # No service starts in the chroot; each starts when the container boots.
+  printf '#!/bin/sh\nexit 101\n' >"$d/usr/sbin/policy-rc.d" && chmod 0755 "$d/usr/sbin/policy-rc.d"
+  { chroot "$d" apt-get update -q \
+      && DEBIAN_FRONTEND=noninteractive chroot "$d" apt-get install -y -q --no-install-recommends \
+        docker.io docker-cli docker-compose docker-buildx python3-requests python3-yaml \
+        openssh-server docker-registry apache2-utils; } >"$work/engine-host-apt.log" 2>&1 \
+    || { tail -n 20 "$work/engine-host-apt.log" >&2; echo "error: installing the engine in $d failed" >&2; return 1; }
+  chroot "$d" apt-get clean
+  rm -rf "$d"/var/lib/apt/lists/* "$d/usr/sbin/policy-rc.d"
+  rm -f "$d"/etc/systemd/system/multi-user.target.wants/docker-registry.service
+  # What molecule's prepare.yml writes for the inner engine (molecule/default/prepare.yml
+  # says why), there before the engine first starts.
+  mkdir -p "$d/etc/systemd/system/docker.service.d"
+  printf '[Service]\nEnvironment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1\n' >"$d/etc/systemd/system/docker.service.d/nested.conf"
+  import "$d" "$ENGINE_HOST_IMAGE" "$(recipe host_root build_engine_host)" --change 'CMD ["/sbin/init"]'
 }
 
 build_python() {
@@ -69,7 +109,7 @@ build_python() {
   # The official image has `python` on PATH; so does the stand-in.
   ln -sf /usr/bin/python3 "$d/usr/local/bin/python"
   slim "$d"
-  import "$d" "$PYTHON_IMAGE" --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]'
+  import "$d" "$PYTHON_IMAGE" "$(recipe build_python)" --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]'
 }
 
 build_postgres() {
@@ -87,7 +127,7 @@ build_postgres() {
   chown -R 999:999 "$d"/var/lib/postgresql "$d"/var/run/postgresql "$d"/var/log/postgresql
   bin=$(ls -d "$d"/usr/lib/postgresql/*/bin | head -n1); bin=${bin#"$d"}
   install -m 0755 "$here/postgres-entrypoint.sh" "$d/usr/local/bin/docker-entrypoint.sh"
-  import "$d" "$POSTGRES_IMAGE" \
+  import "$d" "$POSTGRES_IMAGE" "$(recipe build_postgres -- "$here/postgres-entrypoint.sh")" \
     --change "ENV PATH=$bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     --change 'ENV PGDATA=/var/lib/postgresql/data' --change 'ENV LANG=C.UTF-8' \
     --change 'ENTRYPOINT ["docker-entrypoint.sh"]' --change 'CMD ["postgres"]' --change 'EXPOSE 5432'
@@ -101,7 +141,7 @@ build_nginx() {
   local d="$work/nginx"
   rm -f "$d"/etc/nginx/sites-enabled/*
   slim "$d"
-  import "$d" "$NGINX_IMAGE" --change 'CMD ["nginx", "-g", "daemon off;"]' --change 'EXPOSE 80'
+  import "$d" "$NGINX_IMAGE" "$(recipe build_nginx)" --change 'CMD ["nginx", "-g", "daemon off;"]' --change 'EXPOSE 80'
   printf 'FROM %s\nSTOPSIGNAL SIGQUIT\n' "$NGINX_IMAGE" | docker build -q -t "$NGINX_IMAGE" - >/dev/null
 }
 
@@ -111,12 +151,15 @@ work=$(mktemp -d /var/tmp/nica-images.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 pids=()
-up_to_date "$HOST_IMAGE" || { build_host & pids+=($!); }
-up_to_date "$PYTHON_IMAGE" || { build_python & pids+=($!); }
-up_to_date "$POSTGRES_IMAGE" || { build_postgres & pids+=($!); }
-up_to_date "$NGINX_IMAGE" || { build_nginx & pids+=($!); }
-for pid in "${pids[@]}"; do wait "$pid"; done
-[[ ${#pids[@]} -gt 0 ]] || log "all images up to date (recipe $recipe)"
+up_to_date "$HOST_IMAGE" "$(recipe host_root build_host)" || { build_host & pids+=($!); }
+up_to_date "$ENGINE_HOST_IMAGE" "$(recipe host_root build_engine_host)" || { build_engine_host & pids+=($!); }
+up_to_date "$PYTHON_IMAGE" "$(recipe build_python)" || { build_python & pids+=($!); }
+up_to_date "$POSTGRES_IMAGE" "$(recipe build_postgres -- "$here/postgres-entrypoint.sh")" || { build_postgres & pids+=($!); }
+up_to_date "$NGINX_IMAGE" "$(recipe build_nginx)" || { build_nginx & pids+=($!); }
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+((status == 0)) || { echo "error: an image failed to build (above)" >&2; exit 1; }
+[[ ${#pids[@]} -gt 0 ]] || log "all images up to date"
 
 if [[ -n $out_dir ]]; then
   mkdir -p "$out_dir"

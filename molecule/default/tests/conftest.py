@@ -18,13 +18,17 @@ import json
 import os
 import shlex
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
 import yaml
-from runs import fact_cache, http
+
+# The helpers every scenario's tests share: molecule/shared/runs.py (`from runs import ...`).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from runs import fact_cache, http, next_release
 
 REPO = Path(__file__).resolve().parents[3]
 REPORTS = REPO / "build" / "reports"
@@ -91,18 +95,10 @@ def next_releases() -> dict[str, Path]:
     (not). Deployed with -e backend_project_dir=<copy>, they build from it as a new
     version of the code would (testing/next_release/README.md)."""
     root = REPO / "build" / "next-releases"
-    releases = {"compatible": root / "next-compatible", "incompatible": root / "next-incompatible"}
-    migrations = sorted((REPO / "testing" / "next_release").glob("000*.py"))
-    for name, path in releases.items():
-        shutil.rmtree(path, ignore_errors=True)
-        shutil.copytree(
-            REPO, path, symlinks=True, ignore=shutil.ignore_patterns("build", ".venv", ".git")
-        )
-        (path / "build").symlink_to(REPO / "build")
-        wanted = migrations[:1] if name == "compatible" else migrations[:2]
-        for migration in wanted:
-            shutil.copy(migration, path / "backend" / "migrations" / "versions" / migration.name)
-    return releases
+    return {
+        "compatible": next_release(root / "next-compatible", 1),
+        "incompatible": next_release(root / "next-incompatible", 2),
+    }
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

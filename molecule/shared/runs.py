@@ -1,18 +1,24 @@
-"""Run the project's playbooks against the scenario's host, from the tests themselves.
+"""Run the project's playbooks against a scenario's hosts, from the tests themselves.
 
 Each day-2 check is one pytest module: a module-scoped fixture runs what an operator
 would run (deploy.yml, rollback.yml, restore.yml, ...) with `ansible_playbook()`, and the
-tests assert on what came back and on the host. The run's output is also kept in
-build/reports/<name>.log for a human reading a failure.
+tests assert on what came back and on the hosts. The run's output is also kept in
+build/reports/<name>.log (a scenario other than default: build/reports/<scenario>/) for a
+human reading a failure.
+
+Shared by every scenario's tests (molecule/*/tests/conftest.py puts this folder on
+sys.path): `from runs import ...`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -23,9 +29,12 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
+# molecule verify runs pytest in the scenario's directory, and names it.
+SCENARIO = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY") or Path.cwd()).resolve()
 REPORTS = REPO / "build" / "reports"
-SCENARIO = Path(__file__).resolve().parents[1]
+if SCENARIO.name != "default":
+    REPORTS = REPORTS / SCENARIO.name
 DEPLOY = str(REPO / "deploy.yml")
 # What deploy.yml says when it takes the no-change fast path, and a task only the full
 # path runs (the first of roles/docker_engine; the fast path shows it skipped).
@@ -55,6 +64,37 @@ class Run:
         """The first host's counters from the PLAY RECAP line."""
         line = next(line for line in self.output.splitlines() if re.match(r"^\S+\s+: ok=", line))
         return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+
+    def recaps(self) -> dict[str, dict[str, int]]:
+        """Every host's counters from the PLAY RECAP: host -> {ok, changed, failed, ...}."""
+        rows = re.findall(r"^(\S+)\s+: (ok=.+)$", self.output, flags=re.M)
+        return {
+            host: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counts)}
+            for host, counts in rows
+        }
+
+    def table(self) -> dict[str, tuple[str, str]]:
+        """The ROLLOUT table at the end of the run (callback_plugins/rollout_table.py):
+        host -> (release, state)."""
+        lines = self.output[self.output.rindex("\nROLLOUT ") :].splitlines()[3:]
+        rows = (line.split(None, 2) for line in itertools.takewhile(str.strip, lines))
+        return {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
+
+    def results(self, task: str) -> dict[str, str]:
+        """The result text (debug messages; a module's output with -v) of the task(s) whose
+        name starts with `task` (a role's: "role : name"), per host, over every play or
+        batch that ran it."""
+        results: dict[str, str] = {}
+        for section in re.split(r"^TASK \[", self.output, flags=re.M)[1:]:
+            if not re.match(rf"(?:\w+ : )?{re.escape(task)}", section):
+                continue
+            blocks = re.split(r"^(?:changed|ok|fatal): \[([^\]\s]+)[^\]]*\]", section, flags=re.M)
+            results.update({blocks[i]: blocks[i + 1] for i in range(1, len(blocks) - 1, 2)})
+        return results
+
+    def said(self) -> str:
+        """The output on one line, runs of whitespace as one space (messages wrap)."""
+        return " ".join(self.output.split())
 
     def tasks(self) -> dict[str, list[str]]:
         """Each task ("role : name") with the status line(s) it got."""
@@ -164,6 +204,21 @@ def vars_file(name: str, values: dict[str, Any]) -> str:
     path.touch(mode=0o600)
     path.write_text(yaml.safe_dump(values), encoding="utf-8")
     return f"@{path}"
+
+
+def next_release(path: Path, migrations: int) -> Path:
+    """A test-only next release at `path` on the controller: a copy of the checkout with
+    the first `migrations` of testing/next_release (0004 backward compatible, 0005 not).
+    Deployed with -e backend_project_dir=<path>, it builds from it as a new version of the
+    code would (testing/next_release/README.md)."""
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(
+        REPO, path, symlinks=True, ignore=shutil.ignore_patterns("build", ".venv", ".git")
+    )
+    (path / "build").symlink_to(REPO / "build")
+    for migration in sorted((REPO / "testing" / "next_release").glob("000*.py"))[:migrations]:
+        shutil.copy(migration, path / "backend" / "migrations" / "versions" / migration.name)
+    return path
 
 
 def deploy(name: str, *args: str) -> Run:
