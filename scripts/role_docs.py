@@ -3,12 +3,10 @@
 
 A table sits between `<!-- role-vars:NAME -->` and `<!-- /role-vars:NAME -->` in any
 Markdown file of docs/ (or in README.md): adding that pair of markers to a page is all a
-new role's table needs. It lists the options of every entry point once, `main`'s (or the
-first entry point's) first; an option only another entry point takes says which
-(`tasks_from: NAME`). `role_docs.py` rewrites the tables; `role_docs.py --check` exits 1
+new role's table needs. `role_docs.py` rewrites the tables; `role_docs.py --check` exits 1
 when a table is stale, when a marker names a role without argument specs, or when a role
-whose specs declare options has no table (scripts/test runs it), so the docs cannot drift
-from the specs.
+with argument specs has no table (scripts/test runs it), so the docs cannot drift from the
+specs.
 """
 
 from __future__ import annotations
@@ -40,12 +38,8 @@ def spec_file(repo: Path, role: str) -> Path:
 
 
 def documented_roles(repo: Path) -> list[str]:
-    """The roles whose argument specs declare any option: each of them needs a table."""
-    return sorted(
-        path.parent.parent.name
-        for path in (repo / "roles").glob("*/meta/argument_specs.yml")
-        if options(repo, path.parent.parent.name)
-    )
+    """The roles that have argument specs, each of which needs a table."""
+    return sorted(p.parent.parent.name for p in (repo / "roles").glob("*/meta/argument_specs.yml"))
 
 
 def _cell(value: Any) -> str:
@@ -54,19 +48,19 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def options(repo: Path, role: str) -> list[tuple[str, dict[str, Any], str | None]]:
-    """Every option of every entry point, once: (name, spec, the entry point that takes it, or
-    None for the role's first entry point: `main` where there is one, else the first listed)."""
+def options(repo: Path, role: str) -> dict[str, Any]:
+    """The `main` entry point's options; a role without one: every entry point's, in order."""
     path = spec_file(repo, role)
     if not path.is_file():
         raise RoleDocsError(f"no argument specs for role '{role}' ({path.relative_to(repo)})")
-    entry_points: dict[str, Any] = yaml.safe_load(path.read_text())["argument_specs"] or {}
-    order = sorted(entry_points, key=lambda name: name != "main")  # main first, then as listed
-    found: dict[str, tuple[str, dict[str, Any], str | None]] = {}
-    for index, entry in enumerate(order):
-        for name, spec in ((entry_points[entry] or {}).get("options") or {}).items():
-            found.setdefault(name, (name, spec or {}, None if index == 0 else entry))
-    return list(found.values())
+    entry_points: dict[str, Any] = yaml.safe_load(path.read_text())["argument_specs"]
+    if "main" in entry_points:
+        return dict(entry_points["main"].get("options") or {})
+    merged: dict[str, Any] = {}
+    for entry in entry_points.values():
+        for name, spec in (entry.get("options") or {}).items():
+            merged.setdefault(name, spec)
+    return merged
 
 
 def entry_points(repo: Path, role: str) -> str:

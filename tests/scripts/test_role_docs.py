@@ -150,11 +150,9 @@ def test_a_marker_for_a_role_without_specs_is_one_line_naming_it(
     ), err
 
 
-def test_every_entry_points_options_are_listed_once_saying_which_entry_point_takes_them(
+def test_a_role_without_a_main_entry_point_lists_every_entry_points_options(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """As roles/backend_common: no `main`, its first entry point lists the settings, the
-    others take inputs of their own."""
     add_role(
         repo,
         "gamma",
@@ -162,7 +160,7 @@ def test_every_entry_points_options_are_listed_once_saying_which_entry_point_tak
             """\
             ---
             argument_specs:
-              validate:
+              rollback:
                 options:
                   gamma_to: {type: str, default: previous, description: Where to.}
               status:
