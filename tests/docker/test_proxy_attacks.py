@@ -15,8 +15,8 @@ runs it (the compose file's memory limit and tmpfs).
   configuration is even tested. (A target host's engine reaches nginx without it from
   other machines.)
 
-Heavy and slow (~2 min, ~1 GB through loopback): run only with NICA_PROXY_ATTACKS=1, under
-the shared lock: `NICA_PROXY_ATTACKS=1 flock /work/heavy.lock python -m pytest -q -s
+Heavy and slow (~2 min, ~1 GB through loopback): run only with NICA_PROXY_ATTACKS=1, on
+an otherwise idle machine: `NICA_PROXY_ATTACKS=1 python -m pytest -q -s
 tests/docker/test_proxy_attacks.py`. Each test appends its figures as one JSON line to
 build/proxy_attacks.jsonl (and prints them).
 
@@ -56,7 +56,7 @@ from tests.docker.proxy_support import (
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("NICA_PROXY_ATTACKS") != "1",
-    reason="heavy: NICA_PROXY_ATTACKS=1 flock /work/heavy.lock python -m pytest (see docstring)",
+    reason="heavy (~2 min, ~1 GB through loopback): NICA_PROXY_ATTACKS=1 runs it (see docstring)",
 )
 STEADY_CLIENT = REPO / "testing" / "load" / "steady_client.py"
 REPORT = REPO / "build" / "proxy_attacks.jsonl"
