@@ -20,6 +20,7 @@ from src.metrics.http import HttpMetrics
 from src.metrics.instruments import Metrics
 from src.metrics.summary import History, Snapshot, quantile, summarize
 from tests.conftest import Database
+from tests.support.database import migrated_and_seeded
 from tests.support.net import closed_port
 
 INF = float("inf")
@@ -127,10 +128,13 @@ def test_queue_depth_and_wait_while_every_forward_pass_slot_is_busy(
 
 
 def test_document_counts_are_read_once_per_interval(
-    seeded_database: Database, tmp_path: Path
+    empty_database: Database, tmp_path: Path
 ) -> None:
+    # A database of its own: the session's seeded one gains documents from other tests.
+    settings = empty_database.settings(tmp_path)
+    migrated_and_seeded(settings)
     clock = [0.0]
-    documents = Documents(seeded_database.settings(tmp_path), ttl_s=60, clock=lambda: clock[0])
+    documents = Documents(settings, ttl_s=60, clock=lambda: clock[0])
     first = documents.counts()
     for at in (1.0, 30.0, 59.9):  # scrapes within the minute
         clock[0] = at
