@@ -54,10 +54,6 @@ from tests.docker.proxy_support import (
     running_proxy,
 )
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("NICA_PROXY_ATTACKS") != "1",
-    reason="heavy (~2 min, ~1 GB through loopback): NICA_PROXY_ATTACKS=1 runs it (see docstring)",
-)
 STEADY_CLIENT = REPO / "testing" / "load" / "steady_client.py"
 REPORT = REPO / "build" / "proxy_attacks.jsonl"
 BODY = 4 * 1024 * 1024  # client_max_body_size 4m: the largest body the proxy takes
