@@ -94,14 +94,13 @@ def test_only_the_needed_files_were_fetched(manifest, hub_log):
     assert asked == [], f"the Hub was asked for skipped files: {asked[:3]}"
 
 
-def test_cached_models_survive_without_a_download(host, hub_log, repo_ids):
-    # Files of the deployed repos only, since the first story: test_prefetch_interrupted
-    # also adds a repo for a while, whose files are downloaded on purpose.
+def test_cached_models_survive_without_a_download(host, hub_log, hub_commits):
+    # Files of the deployed commits only, since the first story: test_prefetch_interrupted
+    # adds a repo for a while and test_corrupt_onnx a commit of its own, both downloaded on
+    # purpose.
     start = int(host.file("/var/log/fake-hub/side-effect-start").content_string)
+    deployed = tuple(f"/{repo}/resolve/{commit}/" for repo, commit in hub_commits.items())
     downloads = [
-        r
-        for r in hub_log[start:]
-        if r["method"] == "GET"
-        and any(r["path"].startswith(f"/{repo}/resolve/") for repo in repo_ids)
+        r for r in hub_log[start:] if r["method"] == "GET" and r["path"].startswith(deployed)
     ]
     assert downloads == [], f"the redeploys downloaded model files again: {downloads[:3]}"
