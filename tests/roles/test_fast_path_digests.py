@@ -1,6 +1,6 @@
 """roles/fast_path's two digests: the fast path is only correct if every change the full
 path would act on moves a digest, and only useful if what runs write for themselves does not.
-(Molecule proves the whole path on a host: molecule/default/side_effect_fast_path.yml.)"""
+(Molecule proves the whole path on a host: molecule/default/tests/test_fast_path.py.)"""
 
 from __future__ import annotations
 
@@ -151,3 +151,32 @@ def test_a_rewritten_large_file_changes_the_host_digest_by_its_mtime(tmp_path: P
     before = host_digest(config, tmp_path)["digest"]
     archive.write_bytes(b"\1" * (17 << 20))  # same size, new content, new mtime
     assert host_digest(config, tmp_path)["digest"] != before
+
+
+def test_another_image_under_the_same_name_changes_the_host_digest(tmp_path: Path) -> None:
+    # A base image pulled again (a registry's newer build under the same tag) must defeat
+    # the fast path: the digest keys each image by its ID, not its name. Two real builds
+    # under one name of our own (a label apart, on scripts/lib/bootstrap.sh's python image):
+    # the second takes the name, as a pull does, and both carry just that tag.
+    name = f"nica-test/fast-path-probe:{os.getpid()}"
+    _, config = a_host(tmp_path)
+    config["images"] = [name]
+    ids = []
+
+    def build(build: str) -> str:
+        done = subprocess.run(
+            ["docker", "build", "--quiet", "--tag", name, "-"],
+            input=f"FROM nica-test/python:3.11-slim\nLABEL nica.probe={build}\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        ids.append(done.stdout.strip())
+        return str(host_digest(config, tmp_path)["digest"])
+
+    try:
+        first, second = build("first"), build("second")
+    finally:
+        subprocess.run(["docker", "rmi", "--force", *ids], capture_output=True, check=False)
+    assert len(set(ids)) == 2, f"the two builds made one image: {ids}"
+    assert second != first, "the same digest with another image under the name"
