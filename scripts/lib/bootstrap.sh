@@ -119,9 +119,14 @@ ensure_venv() {  # ensure_venv demo|bench|test
   venv_stamp "${full[@]}" >"$VENV/.full.sha256"
 }
 
-ensure_images() {
-  say "building the stand-in images (Debian 13 host, and with the engine for the fleet; python slim, postgres, nginx)"
-  "$REPO/testing/images/build.sh" "$BUILD/images"
+ensure_images() {  # ensure_images PROFILE: the fleet's engine host only for the tests
+  if [[ $1 == test ]]; then
+    say "building the stand-in images (Debian 13 host, and with the engine for the fleet; python slim, postgres, nginx)"
+    "$REPO/testing/images/build.sh" "$BUILD/images"
+  else
+    say "building the stand-in images (Debian 13 host; python slim, postgres, nginx)"
+    WITH_ENGINE_HOST=0 "$REPO/testing/images/build.sh" "$BUILD/images"
+  fi
 }
 
 model_files_match() {  # model_files_match DIR [SHA256]: DIR holds exactly the pinned files, each whole
@@ -205,7 +210,7 @@ bootstrap() {  # bootstrap [demo|bench|test] (see the top of this file)
   # shellcheck disable=SC2064  # the PID is meant to be expanded now
   trap "kill $background 2>/dev/null || true" EXIT
   ensure_docker
-  ensure_images
+  ensure_images "$profile"
   wait "$background" || die "the Python environment or the test model could not be made (see above)"
   trap - EXIT
   activate

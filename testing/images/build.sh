@@ -9,6 +9,7 @@
 # rebuilds that image only.
 #
 #   testing/images/build.sh [OUT_DIR]     # also writes OUT_DIR/<name>.tar archives
+#   WITH_ENGINE_HOST=0 testing/images/build.sh ...   # not the fleet's engine host (the demo)
 #
 # The Debian mirror is the one this machine's apt already uses (DEBIAN_MIRROR overrides).
 set -Eeuo pipefail
@@ -152,7 +153,9 @@ trap 'rm -rf "$work"' EXIT
 
 pids=()
 up_to_date "$HOST_IMAGE" "$(recipe host_root build_host)" || { build_host & pids+=($!); }
-up_to_date "$ENGINE_HOST_IMAGE" "$(recipe host_root build_engine_host)" || { build_engine_host & pids+=($!); }
+if [[ ${WITH_ENGINE_HOST:-1} == 1 ]]; then
+  up_to_date "$ENGINE_HOST_IMAGE" "$(recipe host_root build_engine_host)" || { build_engine_host & pids+=($!); }
+fi
 up_to_date "$PYTHON_IMAGE" "$(recipe build_python)" || { build_python & pids+=($!); }
 up_to_date "$POSTGRES_IMAGE" "$(recipe build_postgres -- "$here/postgres-entrypoint.sh")" || { build_postgres & pids+=($!); }
 up_to_date "$NGINX_IMAGE" "$(recipe build_nginx)" || { build_nginx & pids+=($!); }
