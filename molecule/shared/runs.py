@@ -123,6 +123,18 @@ class Run:
 RUNS: list[Run] = []
 
 
+def stories_first(items: list[Any], stories: list[str]) -> None:
+    """A scenario's conftest order (pytest_collection_modifyitems): the stories first, in
+    STORIES order (each changes the hosts the next one starts from), then the other
+    modules; tests keep their order within a module."""
+
+    def rank(item: Any) -> int:
+        module = item.module.__name__ if item.module else ""
+        return stories.index(module) if module in stories else len(stories)
+
+    items.sort(key=rank)
+
+
 def fact_cache() -> Path:
     """Where nested runs cache the facts they gather: in this Molecule instance's own
     directory (a host made again under the same name has other facts, an address first)."""

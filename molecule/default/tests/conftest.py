@@ -28,7 +28,7 @@ import yaml
 
 # The helpers every scenario's tests share: molecule/shared/runs.py (`from runs import ...`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from runs import fact_cache, http, next_release
+from runs import fact_cache, http, next_release, stories_first
 
 REPO = Path(__file__).resolve().parents[3]
 REPORTS = REPO / "build" / "reports"
@@ -102,14 +102,7 @@ def next_releases() -> dict[str, Path]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The stories first, in STORIES order (each changes the host the next one starts
-    from), then the other modules; tests keep their order within a module."""
-
-    def rank(item: pytest.Item) -> int:
-        module = item.module.__name__ if item.module else ""
-        return STORIES.index(module) if module in STORIES else len(STORIES)
-
-    items.sort(key=rank)
+    stories_first(items, STORIES)
 
 
 COMPOSE_DIR = "/opt/nica/compose"

@@ -24,7 +24,7 @@ import testinfra
 # The helpers every scenario's tests share: molecule/shared/runs.py (`from runs import ...`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from fleet import BACKENDS, FLEET, image_id
-from runs import REPO, fact_cache, next_release, record
+from runs import REPO, fact_cache, next_release, record, stories_first
 
 # The day-2 stories, in the order they run; every other module comes after them.
 STORIES = [
@@ -38,14 +38,7 @@ STORIES = [
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The stories first, in STORIES order (each changes the fleet the next one starts
-    from), then the other modules; tests keep their order within a module."""
-
-    def rank(item: pytest.Item) -> int:
-        module = item.module.__name__ if item.module else ""
-        return STORIES.index(module) if module in STORIES else len(STORIES)
-
-    items.sort(key=rank)
+    stories_first(items, STORIES)
 
 
 @pytest.fixture(scope="session")
