@@ -120,13 +120,10 @@ ensure_venv() {  # ensure_venv demo|bench|test
 }
 
 ensure_images() {  # ensure_images PROFILE: the fleet's engine host only for the tests
-  if [[ $1 == test ]]; then
-    say "building the stand-in images (Debian 13 host, and with the engine for the fleet; python slim, postgres, nginx)"
-    "$REPO/testing/images/build.sh" "$BUILD/images"
-  else
-    say "building the stand-in images (Debian 13 host; python slim, postgres, nginx)"
-    WITH_ENGINE_HOST=0 "$REPO/testing/images/build.sh" "$BUILD/images"
-  fi
+  local engine=0
+  [[ $1 == test ]] && engine=1
+  say "building the stand-in images (Debian 13 host$( ((engine)) && echo ', and with the engine for the fleet'); python slim, postgres, nginx)"
+  WITH_ENGINE_HOST=$engine "$REPO/testing/images/build.sh" "$BUILD/images"
 }
 
 model_files_match() {  # model_files_match DIR [SHA256]: DIR holds exactly the pinned files, each whole
