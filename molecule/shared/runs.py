@@ -304,6 +304,7 @@ def serving(host: Any) -> str:
 
 # Installed by prepare.yml.
 STEADY_CLIENT = "/usr/local/lib/steady_client.py"
+SLOW_UPLOAD = "/usr/local/lib/slow_upload.py"
 
 
 @contextlib.contextmanager
@@ -330,3 +331,26 @@ def steady_client(host: Any, case: str, warmup_s: float = 2.0) -> Iterator[dict[
         while not host.file(out).exists and time.monotonic() < deadline:
             time.sleep(0.5)
         result.update(json.loads(host.file(out).content_string))
+
+
+@contextlib.contextmanager
+def slow_upload(host: Any, case: str) -> Iterator[dict[str, Any]]:
+    """One request (testing/load/slow_upload.py) on the host whose body is still arriving
+    when the proxy switches slots, and for 10 s after; the dict it yields is filled with
+    its result (status, right answer) when the block ends."""
+    out = f"/var/log/slow-upload-{case}.json"
+    sh(host, f"rm -f {out}")
+    sh(
+        host,
+        f"systemd-run --unit slow-upload-{case} --collect /usr/bin/python3 {SLOW_UPLOAD}"
+        f" --url http://127.0.0.1:8000 --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
+        " --switch-file /opt/nica/compose/proxy/live/upstream.conf --after 10",
+    )
+    result: dict[str, Any] = {}
+    try:
+        yield result
+    finally:
+        deadline = time.monotonic() + 60
+        while not host.file(out).exists and time.monotonic() < deadline:
+            time.sleep(0.5)
+        result.update(json.loads(host.file(out).content_string) if host.file(out).exists else {})

@@ -6,7 +6,8 @@ which must drop no request:
    and the next deploy.yml converges to only the serving slot;
 2. a release that never becomes ready (uvicorn refuses its log level): the proxy never
    switches, the serving slot is untouched, the deploy fails with its logs;
-3. playbooks/rollback.yml back to the release before the change, then status.yml;
+3. playbooks/rollback.yml back to the release before the change, with one request's body
+   still arriving at the switch and for 10 s after (it must complete), then status.yml;
 4. a code change: the next release (testing/next_release/0004, a backward compatible
    migration), a backup taken first; an orphaned `nica-prepare` container, as an
    interrupted run leaves, removed first;
@@ -18,6 +19,7 @@ which must drop no request:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -33,6 +35,7 @@ from runs import (
     record,
     serving,
     sh,
+    slow_upload,
     steady_client,
 )
 
@@ -58,14 +61,18 @@ def running_slots(host: Any) -> list[str]:
     return sorted(name.split("-")[2] for name in names)
 
 
-def under_load(host: Any, case: str, *args: str, killed_at: str = "") -> dict[str, Any]:
+def under_load(
+    host: Any, case: str, *args: str, killed_at: str = "", upload: bool = False
+) -> dict[str, Any]:
     """Run one operator command while the steady client sends requests; what it did. With
     killed_at, the command is killed when it starts that task, then status.yml and the same
-    command run to their end (the client keeps going through all three)."""
+    command run to their end (the client keeps going through all three). With upload, a
+    slow upload (runs.slow_upload) is on its way across the switch too."""
     before = record(host)
     env_before = env_sha256(host, before["release"])
     extra: dict[str, Any] = {}
-    with steady_client(host, case) as client:
+    uploading = slow_upload(host, case) if upload else contextlib.nullcontext({})
+    with uploading as uploaded, steady_client(host, case) as client:
         if killed_at:
             extra["killed"] = ansible_playbook_killed_at(
                 f"redeploy-{case}-killed", killed_at, *args
@@ -76,6 +83,8 @@ def under_load(host: Any, case: str, *args: str, killed_at: str = "") -> dict[st
             )
         run = ansible_playbook(f"redeploy-{case}", *args)
         extra["running"] = running_slots(host)
+    if upload:
+        extra["upload"] = uploaded
     container = inspect(host, serving(host))
     return {
         **extra,
@@ -114,7 +123,7 @@ def story(host: Any, next_releases) -> dict[str, Any]:
     done["never-ready-serving"] = [
         [c["Id"], c["State"]["StartedAt"]] for c in (unready_before, unready_after)
     ]
-    done["rollback"] = under_load(host, "rollback", playbook("rollback"))
+    done["rollback"] = under_load(host, "rollback", playbook("rollback"), upload=True)
     done["status-after-rollback"] = ansible_playbook("status-after-rollback", playbook("status"))
     # What a run killed during `prepare` leaves behind: a one-shot container holding the name.
     done["orphan"] = sh(
@@ -184,6 +193,17 @@ def test_no_stretch_without_a_success(loaded):
     # Zero failures is the claim; this catches a stall that only slows requests down
     # (the old stop-then-start swap left 4.9 s without an answer).
     assert gap < 5.0, f"{name}: {gap} s passed without a successful response"
+
+
+def test_a_request_whose_body_was_arriving_at_the_switch_completed(story):
+    # The proxy's old worker forwards it to the old slot once its body is complete, 10 s
+    # after the switch: the cut-over keeps that slot up until the old workers are done.
+    upload = story["rollback"]["upload"]
+    assert upload.get("switched"), f"the proxy did not switch during the upload: {upload}"
+    assert (upload.get("body_completed_after_switch_s") or 0) >= 10, upload
+    assert upload.get("status") == 200 and upload.get("right_answer"), (
+        f"the request in flight at the switch failed: {upload}"
+    )
 
 
 def test_a_run_killed_while_the_old_slot_drains_leaves_both_slots_running(story):
