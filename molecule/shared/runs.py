@@ -20,8 +20,11 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,3 +357,78 @@ def slow_upload(host: Any, case: str) -> Iterator[dict[str, Any]]:
         while not host.file(out).exists and time.monotonic() < deadline:
             time.sleep(0.5)
         result.update(json.loads(host.file(out).content_string) if host.file(out).exists else {})
+
+
+class Prometheus:
+    """Debian's prometheus (scripts/test installs it) on this machine, scraping one slot
+    per target through the host's published metrics port (the proxy's metrics server:
+    /slots/<blue|green>/metrics), every second, for as long as the test session runs."""
+
+    def __init__(self, workdir: Path, metrics_port: int) -> None:
+        binary = shutil.which("prometheus")
+        assert binary, "no prometheus: install Debian's `prometheus` package (scripts/test does)"
+        with socket.socket() as probe:  # a free port for its API on loopback
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [
+                {
+                    "job_name": f"nica-{slot}",
+                    "metrics_path": f"/slots/{slot}/metrics",
+                    # The slot's own nica_release_info says the same slot.
+                    "honor_labels": True,
+                    "static_configs": [
+                        {"targets": [f"127.0.0.1:{metrics_port}"], "labels": {"slot": slot}}
+                    ],
+                }
+                for slot in ("blue", "green")
+            ],
+        }
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        self.log = (REPORTS / "prometheus.log").open("w", encoding="utf-8")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not self._ready():
+            assert self.process.poll() is None, "prometheus exited: build/reports/prometheus.log"
+            assert time.monotonic() < deadline, "prometheus not ready in 60 s"
+            time.sleep(0.5)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def api(self, endpoint: str, **params: Any) -> list[dict[str, Any]]:
+        """The result of /api/v1/<endpoint> (query or query_range)."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/{endpoint}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            document = json.loads(answer.read())
+        assert document["status"] == "success", document
+        return list(document["data"]["result"])
+
+    def value(self, query: str, at: float | None = None) -> float:
+        """A query's single value (0 when it has none), now or at a time."""
+        result = self.api("query", query=query, **({"time": at} if at else {}))
+        assert len(result) <= 1, f"{query} has {len(result)} series, expected one"
+        return float(result[0]["value"][1]) if result else 0.0
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()

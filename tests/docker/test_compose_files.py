@@ -38,6 +38,8 @@ INTERPOLATED = re.compile(r"^\$\{[A-Z_]+:-([^}]+)\}$")
 # release (env_file), its limits (they belong to the release), no published port
 # (the proxy owns it), how fast it is probed while starting, and no build section.
 SLOT_ONLY = {"image", "env_file", "mem_limit", "cpus", "ports", "healthcheck", "build"}
+# What each slot is told about itself (nica_release_info's labels), beyond the guide's.
+SLOT_ENVIRONMENT = {"NICA_SLOT", "NICA_RELEASE"}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -58,6 +60,11 @@ def host() -> dict[str, Any]:
 def test_a_slot_is_the_guides_backend(guide, host, slot):
     ours = {k: v for k, v in host["services"][slot].items() if k not in SLOT_ONLY}
     theirs = {k: v for k, v in guide["services"]["backend"].items() if k not in SLOT_ONLY}
+    environment = ours.pop("environment")
+    assert {k: v for k, v in environment.items() if k not in SLOT_ENVIRONMENT} == theirs.pop(
+        "environment"
+    ), f"{slot}'s environment and the guide's backend's differ beyond {sorted(SLOT_ENVIRONMENT)}"
+    assert environment["NICA_SLOT"] == slot.removeprefix("backend-")
     assert ours == theirs, f"{slot} and the guide's backend differ beyond {sorted(SLOT_ONLY)}"
 
 
@@ -206,8 +213,14 @@ def test_only_the_documented_services_publish_a_port(compose, service, definitio
     if not wanted:
         assert not ports, f"{compose} {service} must not publish a port"
         return
-    assert ports == ["${BACKEND_PUBLISH_ADDRESS:-127.0.0.1}:${BACKEND_PUBLISH_PORT:-8000}:8000"], (
-        f"{compose} {service} should publish only on the configured address and port"
+    api = "${BACKEND_PUBLISH_ADDRESS:-127.0.0.1}:${BACKEND_PUBLISH_PORT:-8000}:8000"
+    # The host's proxy also publishes the slots' metrics (nginx.conf), loopback by default.
+    metrics = (
+        "${BACKEND_METRICS_PUBLISH_ADDRESS:-127.0.0.1}:${BACKEND_METRICS_PUBLISH_PORT:-9464}:9464"
+    )
+    wanted_ports = [api, metrics] if compose.endswith("host.yml") and service == "proxy" else [api]
+    assert ports == wanted_ports, (
+        f"{compose} {service} should publish only on the configured addresses and ports"
     )
 
 

@@ -27,6 +27,7 @@ from tests.docker.proxy_support import (
     PROXY_DIR,
     REPO,
     Proxy,
+    docker,
     load_test_ca,
     require_docker,
     running_proxy,
@@ -151,6 +152,39 @@ def test_a_search_text_is_in_no_log_even_when_the_slot_is_down(tmp_path: Path) -
         stdout, stderr = down.logs()
     assert status == 502, body
     assert SEARCH_TEXT not in stdout + stderr, f"a search text was logged:\n{stdout}{stderr}"
+
+
+# ---- the metrics server (port 9464)
+
+
+def metrics_get(proxy: Proxy, path: str) -> tuple[int, str]:
+    """(status, body) of GET path on the proxy's metrics port, from inside the container."""
+    done = proxy.exec("curl", "-sS", "-w", "\n%{http_code}", f"http://127.0.0.1:9464{path}")
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status), body
+
+
+def test_the_metrics_port_reaches_each_slot_and_the_serving_one(proxy: Proxy) -> None:
+    # The stub answers as backend-blue on the metrics process's port too: it echoes the path.
+    docker("exec", "-d", proxy.stub, "python3", "/stub.py", "9464")
+    deadline = time.monotonic() + 15
+    while metrics_get(proxy, "/slots/blue/metrics")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for path, upstream_path in [
+        ("/slots/blue/metrics", "/metrics"),
+        ("/slots/blue/summary", "/summary"),
+        ("/metrics", "/metrics"),  # the serving slot (upstream.conf: blue)
+        ("/summary", "/summary"),
+    ]:
+        status, body = metrics_get(proxy, path)
+        assert status == 200 and json.loads(body)["path"] == upstream_path, (path, status, body)
+    # The idle slot's container is stopped between cut-overs: its target is down.
+    assert metrics_get(proxy, "/slots/green/metrics")[0] == 502
+    status, body = metrics_get(proxy, "/proxy/status")
+    assert status == 200 and "Active connections" in body, body
+    # Only those: no API, no other path of a slot.
+    for path in ["/v1/models", "/slots/blue/readyz", "/slots/red/metrics", "/"]:
+        assert metrics_get(proxy, path)[0] == 404, path
 
 
 # ---- nginx's own answers in OpenAI's error shape

@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ import yaml
 
 # The helpers every scenario's tests share: molecule/shared/runs.py (`from runs import ...`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from runs import fact_cache, http, next_release, stories_first
+from runs import Prometheus, fact_cache, http, next_release, stories_first
 
 REPO = Path(__file__).resolve().parents[3]
 REPORTS = REPO / "build" / "reports"
+# This machine's port for the host's published metrics (molecule.yml).
+METRICS_PORT = int(os.environ.get("NICA_METRICS_PORT") or 19464)
 # The day-2 stories, in the order they run; every other module comes after them.
 STORIES = [
     "test_tokens",
@@ -86,6 +89,15 @@ def hub_commits(session_host: Any, local_vars: dict[str, Any], token: str) -> di
         commits[repo] = body["sha"]
     assert session_host.run("systemctl stop fake-hf-hub").rc == 0
     return commits
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the host's slots (runs.Prometheus), from the first test
+    that asks for it (test_redeploy's story, so that it sees the cut-overs) to the end."""
+    server = Prometheus(tmp_path_factory.mktemp("prometheus"), METRICS_PORT)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

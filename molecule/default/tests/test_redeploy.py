@@ -20,7 +20,9 @@ which must drop no request:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import time
 from typing import Any
 
 import pytest
@@ -72,6 +74,7 @@ def under_load(
     env_before = env_sha256(host, before["release"])
     extra: dict[str, Any] = {}
     uploading = slow_upload(host, case) if upload else contextlib.nullcontext({})
+    began = time.time()
     with uploading as uploaded, steady_client(host, case) as client:
         if killed_at:
             extra["killed"] = ansible_playbook_killed_at(
@@ -85,6 +88,7 @@ def under_load(
         extra["running"] = running_slots(host)
     if upload:
         extra["upload"] = uploaded
+    extra["window"] = [began, time.time()]
     container = inspect(host, serving(host))
     return {
         **extra,
@@ -105,7 +109,7 @@ def backups(host: Any) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def story(host: Any, next_releases) -> dict[str, Any]:
+def story(host: Any, next_releases, prometheus) -> dict[str, Any]:
     done: dict[str, Any] = {}
     done["config-change"] = under_load(
         host,
@@ -204,6 +208,49 @@ def test_a_request_whose_body_was_arriving_at_the_switch_completed(story):
     assert upload.get("status") == 200 and upload.get("right_answer"), (
         f"the request in flight at the switch failed: {upload}"
     )
+
+
+def slot_series(prometheus, query: str, window: list[float]) -> list[tuple[float, float]]:
+    """(time, value) of one series over a window (and 3 s after), every second."""
+    result = prometheus.api(
+        "query_range", query=query, start=window[0], end=window[1] + 3, step=1
+    )
+    assert len(result) <= 1, result
+    return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
+
+
+def test_prometheus_saw_the_traffic_move_from_one_slot_to_the_other(story, prometheus):
+    # What a dashboard shows of a cut-over: the real Prometheus scraped each slot through
+    # the host's metrics port; the rollback's requests moved from one slot's series to the
+    # other's, and neither slot answered a 5xx.
+    case = story["rollback"]
+    old, new = case["before"]["slot"], case["after"]["slot"]
+    assert old != new, case["after"]
+    served = {
+        slot: slot_series(
+            prometheus, f'sum(nica_http_requests_total{{slot="{slot}",route=~"/v1/.*"}})',
+            case["window"],
+        )
+        for slot in (old, new)
+    }  # fmt: skip
+    increases = {
+        slot: [t for (_, before), (t, after) in itertools.pairwise(points) if after > before]
+        for slot, points in served.items()
+    }
+    assert increases[old], f"no request counted on the old slot {old}: {served[old]}"
+    assert increases[new], f"no request counted on the new slot {new}: {served[new]}"
+    # The old slot stops counting once the new one has taken over (the scrape is 1 s; the
+    # slow upload ends on the old slot 10 s after the switch).
+    assert max(increases[old]) <= min(increases[new]) + 15, increases
+    for slot in (old, new):
+        errors = slot_series(
+            prometheus,
+            f'sum(nica_http_requests_total{{slot="{slot}",status=~"5.."}})',
+            case["window"],
+        )
+        assert len({value for _, value in errors}) <= 1 and (
+            slot == old or not any(value for _, value in errors)
+        ), f"{slot} answered 5xx during the rollback: {errors}"
 
 
 def test_a_run_killed_while_the_old_slot_drains_leaves_both_slots_running(story):
