@@ -339,15 +339,16 @@ def steady_client(host: Any, case: str, warmup_s: float = 2.0) -> Iterator[dict[
 @contextlib.contextmanager
 def slow_upload(host: Any, case: str) -> Iterator[dict[str, Any]]:
     """One request (testing/load/slow_upload.py) on the host whose body is still arriving
-    when the proxy switches slots, and for 10 s after; the dict it yields is filled with
-    its result (status, right answer) when the block ends."""
+    when the proxy switches slots, until the deploy drains the proxy or the old slot stops;
+    the dict it yields is filled with its result (status, right answer, old slot stopped
+    first) when the block ends."""
     out = f"/var/log/slow-upload-{case}.json"
     sh(host, f"rm -f {out}")
     sh(
         host,
         f"systemd-run --unit slow-upload-{case} --collect /usr/bin/python3 {SLOW_UPLOAD}"
         f" --url http://127.0.0.1:8000 --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
-        " --switch-file /opt/nica/compose/proxy/live/upstream.conf --after 10",
+        " --switch-file /opt/nica/compose/proxy/live/upstream.conf",
     )
     result: dict[str, Any] = {}
     try:
