@@ -121,7 +121,7 @@ def story(host: Any, next_releases, prometheus) -> dict[str, Any]:
     )
     unready_before = inspect(host, serving(host))
     done["never-ready"] = under_load(
-        host, "never-ready", "-e", json.dumps(NEVER_READY), "-e", "backend_wait_timeout=45", DEPLOY
+        host, "never-ready", "-e", json.dumps(NEVER_READY), "-e", "backend_wait_timeout=20", DEPLOY
     )
     unready_after = inspect(host, serving(host))
     done["never-ready-serving"] = [
