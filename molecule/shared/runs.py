@@ -13,6 +13,7 @@ sys.path): `from runs import ...`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -238,13 +239,39 @@ def deploy(name: str, *args: str) -> Run:
     return ansible_playbook(name, *args, DEPLOY)
 
 
+@functools.cache
+def api_keys() -> tuple[dict[str, str], ...]:
+    """The scenario's backend_api_keys ({name, scope, key} each), as deployed: its
+    inventory's group_vars/backend/main.yml, linked by molecule.yml; () when it sets none
+    (the API is open)."""
+    inventory = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["inventory"]
+    main = SCENARIO / inventory["links"]["group_vars"] / "backend" / "main.yml"
+    settings = yaml.safe_load(main.read_text()) if main.is_file() else {}
+    return tuple(settings.get("backend_api_keys") or ())
+
+
+def api_key(scope: str) -> str | None:
+    """The scenario's first key of that scope (read or write); None when it has none."""
+    return next((entry["key"] for entry in api_keys() if entry["scope"] == scope), None)
+
+
 def http(
-    host: Any, url: str, body: Any = None, headers: dict[str, str] | None = None
+    host: Any,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    key: str | None = "",
 ) -> tuple[int, Any]:
     """One HTTP request from the host itself (its python3; no curl on a minimal host):
-    (status, the body parsed as JSON, or as text when it is not JSON)."""
+    (status, the body parsed as JSON, or as text when it is not JSON). A /v1 request
+    carries `key` as `Authorization: Bearer` ('': the scenario's write key, if it has one;
+    None: no key)."""
     data = None if body is None else json.dumps(body).encode()
     headers = dict(headers or {})
+    if key == "" and "/v1/" in url:
+        key = api_key("write")
+    if key and "/v1/" in url:
+        headers.setdefault("Authorization", f"Bearer {key}")
     if data is not None:
         headers["Content-Type"] = "application/json"
     script = (
@@ -306,18 +333,36 @@ def serving(host: Any) -> str:
 STEADY_CLIENT = "/usr/local/lib/steady_client.py"
 
 
+# The API keys the steady client sends, one file per run: the test's own files, the only
+# place on the host a key is (test_model_cache.py's file scan leaves this folder out).
+CLIENT_KEYS = "/etc/nica-test-client"
+
+
 @contextlib.contextmanager
-def steady_client(host: Any, case: str, warmup_s: float = 2.0) -> Iterator[dict[str, Any]]:
+def steady_client(
+    host: Any, case: str, warmup_s: float = 2.0, key: str | None = ""
+) -> Iterator[dict[str, Any]]:
     """A steady client (testing/load/steady_client.py) on the host, sending requests to
-    the published port for the duration of the `with`; the dict it yields is filled with
-    its result when the block ends (sent, failed, longest gap without a success)."""
+    the published port for the duration of the `with`, with `key` ('': the scenario's read
+    key, if it has one; None: none); the dict it yields is filled with its result when the
+    block ends (sent, failed, longest gap without a success)."""
     out = f"/var/log/steady-{case}.json"
     sh(host, f"rm -f /run/steady-client.stop {out}")
+    key = api_key("read") if key == "" else key
+    key_option = ""
+    if key:
+        # Through Ansible's copy, whose content is never logged, nor on a command line.
+        sh(host, f"install -d -m 0700 {CLIENT_KEYS}")
+        arguments = {"content": key, "dest": f"{CLIENT_KEYS}/{case}", "mode": "0600"}
+        result = host.ansible("copy", json.dumps(arguments), check=False)
+        assert not result.get("failed"), f"could not place the client's key: {result.get('msg')}"
+        key_option = f" --api-key-file {CLIENT_KEYS}/{case}"
     sh(
         host,
         f"systemd-run --unit steady-client-{case} --collect /usr/bin/python3 {STEADY_CLIENT}"
         f" --url http://127.0.0.1:8000 --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
-        " --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900",
+        f" --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900"
+        f"{key_option}",
     )
     time.sleep(warmup_s)
     result: dict[str, Any] = {}
