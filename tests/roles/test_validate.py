@@ -60,7 +60,7 @@ DEFAULTS = {
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 (what the publish rule is about)
 API_KEY = {"name": "ingest", "scope": "write", "key": "k" * 32}
 # Where the API may be published open (loopback), and what makes a public address acceptable.
-PUBLISH = {
+PUBLISH: dict[str, dict[str, dict[str, Any]]] = {
     "accept": {
         "loopback 127.0.0.1": {"backend_publish_address": "127.0.0.1"},
         "loopback 127.0.1.1": {"backend_publish_address": "127.0.1.1"},
