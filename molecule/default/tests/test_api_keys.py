@@ -1,8 +1,6 @@
 """The API keys of inventory/local, as a client sees them on the deployed host: /v1 needs a
 key, a read key cannot write, the real `openai` SDK works with a key and raises
-AuthenticationError without one, and the health endpoints stay open; a change of the keys
-alone is a new release (a dry run of one says so), as only a new slot sees a new keys
-file. (Their rotation under
+AuthenticationError without one, and the health endpoints stay open. (Their rotation under
 a steady client: test_redeploy.py; the refusal of an open API on a public address:
 test_guards.py; the keys in no output, file, image or inspect: the leak scans.)"""
 
@@ -13,7 +11,7 @@ from typing import Any
 
 import openai
 import pytest
-from runs import deploy, http, record, vars_file
+from runs import http
 
 API = "http://127.0.0.1:8000"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -78,19 +76,3 @@ def test_the_openai_sdk_raises_authentication_error_without_a_valid_key():
     with pytest.raises(openai.AuthenticationError) as raised:
         client.embeddings.create(model=MODEL, input="x")
     assert raised.value.status_code == 401
-
-
-def test_a_change_of_the_keys_alone_is_a_new_release(host, local_vars, rotated_api_key):
-    extra = {"name": "dry-run-reader", "scope": "read", "key": rotated_api_key}
-    keys = vars_file(
-        "api-keys-dryrun", {"backend_api_keys": [*local_vars["backend_api_keys"], extra]}
-    )
-    serving = record(host)["release"]
-    run = deploy("api-keys-dryrun", "--check", "-e", keys)
-    assert run.rc == 0, f"the dry run failed: {run}"
-    release, state = run.table()[host.backend.host]
-    assert (state, release != serving) == ("dry run", True), (
-        f"a dry run that adds a key would roll out {release} ({state}); {serving} serves: the"
-        " keys are not part of the release"
-    )
-    assert "would prepare" in run.said(), run.tail()
