@@ -13,6 +13,8 @@ sys.path): `from runs import ...`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import itertools
 import json
 import os
@@ -241,13 +243,39 @@ def deploy(name: str, *args: str) -> Run:
     return ansible_playbook(name, *args, DEPLOY)
 
 
+@functools.cache
+def api_keys() -> tuple[dict[str, str], ...]:
+    """The scenario's backend_api_keys ({name, scope, key} each), as deployed: its
+    inventory's group_vars/backend/main.yml, linked by molecule.yml; () when it sets none
+    (the API is open)."""
+    inventory = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["provisioner"]["inventory"]
+    main = SCENARIO / inventory["links"]["group_vars"] / "backend" / "main.yml"
+    settings = yaml.safe_load(main.read_text()) if main.is_file() else {}
+    return tuple(settings.get("backend_api_keys") or ())
+
+
+def api_key(scope: str) -> str | None:
+    """The scenario's first key of that scope (read or write); None when it has none."""
+    return next((entry["key"] for entry in api_keys() if entry["scope"] == scope), None)
+
+
 def http(
-    host: Any, url: str, body: Any = None, headers: dict[str, str] | None = None
+    host: Any,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    key: str | None = "",
 ) -> tuple[int, Any]:
     """One HTTP request from the host itself (its python3; no curl on a minimal host):
-    (status, the body parsed as JSON, or as text when it is not JSON)."""
+    (status, the body parsed as JSON, or as text when it is not JSON). A /v1 request
+    carries `key` as `Authorization: Bearer` ('': the scenario's write key, if it has one;
+    None: no key)."""
     data = None if body is None else json.dumps(body).encode()
     headers = dict(headers or {})
+    if key == "" and "/v1/" in url:
+        key = api_key("write")
+    if key and "/v1/" in url:
+        headers.setdefault("Authorization", f"Bearer {key}")
     if data is not None:
         headers["Content-Type"] = "application/json"
     script = (
@@ -310,18 +338,44 @@ STEADY_CLIENT = "/usr/local/lib/steady_client.py"
 SLOW_UPLOAD = "/usr/local/lib/slow_upload.py"
 
 
+# The API keys the steady client sends, one file per run: the test's own files, the only
+# place on the host a key is (test_model_cache.py's file scan leaves this folder out).
+CLIENT_KEYS = "/etc/nica-test-client"
+
+
+def client_key_option(host: Any, key: str | None) -> str:
+    """' --api-key-file PATH' for a test client on the host (steady_client.py,
+    slow_upload.py), '' without a key. One file per key, named after its hash, placed once:
+    through Ansible's copy, whose content is never logged nor on a command line (5 s a
+    call: not once per run)."""
+    if not key:
+        return ""
+    path = f"{CLIENT_KEYS}/{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    if not host.file(path).exists:
+        sh(host, f"install -d -m 0700 {CLIENT_KEYS}")
+        arguments = {"content": key, "dest": path, "mode": "0600"}
+        result = host.ansible("copy", json.dumps(arguments), check=False)
+        assert not result.get("failed"), f"cannot place the client's key: {result.get('msg')}"
+    return f" --api-key-file {path}"
+
+
 @contextlib.contextmanager
-def steady_client(host: Any, case: str, warmup_s: float = 2.0) -> Iterator[dict[str, Any]]:
+def steady_client(
+    host: Any, case: str, warmup_s: float = 2.0, key: str | None = ""
+) -> Iterator[dict[str, Any]]:
     """A steady client (testing/load/steady_client.py) on the host, sending requests to
-    the published port for the duration of the `with`; the dict it yields is filled with
-    its result when the block ends (sent, failed, longest gap without a success)."""
+    the published port for the duration of the `with`, with `key` ('': the scenario's read
+    key, if it has one; None: none); the dict it yields is filled with its result when the
+    block ends (sent, failed, longest gap without a success)."""
     out = f"/var/log/steady-{case}.json"
     sh(host, f"rm -f /run/steady-client.stop {out}")
+    key_option = client_key_option(host, api_key("read") if key == "" else key)
     sh(
         host,
         f"systemd-run --unit steady-client-{case} --collect /usr/bin/python3 {STEADY_CLIENT}"
         f" --url http://127.0.0.1:8000 --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
-        " --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900",
+        f" --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900"
+        f"{key_option}",
     )
     time.sleep(warmup_s)
     result: dict[str, Any] = {}
@@ -348,7 +402,8 @@ def slow_upload(host: Any, case: str) -> Iterator[dict[str, Any]]:
         host,
         f"systemd-run --unit slow-upload-{case} --collect /usr/bin/python3 {SLOW_UPLOAD}"
         f" --url http://127.0.0.1:8000 --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
-        " --switch-file /opt/nica/compose/proxy/live/upstream.conf",
+        " --switch-file /opt/nica/compose/proxy/live/upstream.conf"
+        f"{client_key_option(host, api_key('read'))}",
     )
     result: dict[str, Any] = {}
     try:

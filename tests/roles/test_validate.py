@@ -52,6 +52,45 @@ DEFAULTS = {
     "backend_base_image": "python:3.11-slim",
     "backend_base_image_archives": [],
     "backend_image_registry": "",
+    "backend_api_keys": [],
+    "backend_allow_insecure_publish": False,
+    # TLS at the proxy is a setting of its own; the publish rule only asks whether it is set.
+    "backend_tls_certificate": "",
+}
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 (what the publish rule is about)
+API_KEY = {"name": "ingest", "scope": "write", "key": "k" * 32}
+# Where the API may be published open (loopback), and what makes a public address acceptable.
+PUBLISH: dict[str, dict[str, dict[str, Any]]] = {
+    "accept": {
+        "loopback 127.0.0.1": {"backend_publish_address": "127.0.0.1"},
+        "loopback 127.0.1.1": {"backend_publish_address": "127.0.1.1"},
+        "loopback ::1": {"backend_publish_address": "::1"},
+        "0.0.0.0 with API keys": {
+            "backend_publish_address": EVERY_INTERFACE,
+            "backend_api_keys": [API_KEY],
+        },
+        "10.1.2.3 with TLS": {
+            "backend_publish_address": "10.1.2.3",
+            "backend_tls_certificate": "-----BEGIN CERTIFICATE-----\n...",
+        },
+        ":: with the opt-in": {
+            "backend_publish_address": "::",
+            "backend_allow_insecure_publish": True,
+        },
+    },
+    "refuse": {
+        "0.0.0.0 open": {"backend_publish_address": EVERY_INTERFACE},
+        "10.1.2.3 open": {"backend_publish_address": "10.1.2.3"},
+        ":: open": {"backend_publish_address": "::"},
+        "fd00::10 open": {"backend_publish_address": "fd00::10"},
+        "loopback, a key too short": {"backend_api_keys": [{**API_KEY, "key": "k" * 31}]},
+        "loopback, a scope not read or write": {
+            "backend_api_keys": [{**API_KEY, "scope": "admin"}]
+        },
+        "loopback, two keys of one name": {
+            "backend_api_keys": [API_KEY, {**API_KEY, "key": "j" * 32}]
+        },
+    },
 }
 
 
@@ -147,7 +186,13 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bool]:
             archive = {"image": "python:3.11-slim", "archive": "/srv/p.tar", "sha256": sha}
             cases[f"archive {kind} {sha!r}"] = {"backend_base_image_archives": [archive]}
         for address in ADDRESSES[kind]:
-            cases[f"address {kind} {address!r}"] = {"backend_publish_address": address}
+            # The address rule alone: an open API on it is the publish rule's (below).
+            cases[f"address {kind} {address!r}"] = {
+                "backend_publish_address": address,
+                "backend_allow_insecure_publish": True,
+            }
+        for name, case in PUBLISH[kind].items():
+            cases[f"publish {kind} {name}"] = case
         for registry in REGISTRIES[kind]:
             cases[f"registry {kind} {registry!r}"] = {"backend_image_registry": registry}
     return run_validate(tmp_path_factory.mktemp("validate"), cases)

@@ -169,6 +169,18 @@ def rotated_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
+@pytest.fixture(scope="session")
+def api_keys(local_vars: dict[str, Any]) -> dict[str, str]:
+    """The inventory's API keys, scope -> key (one of each: local-writer, local-reader)."""
+    return {entry["scope"]: str(entry["key"]) for entry in local_vars["backend_api_keys"]}
+
+
+@pytest.fixture(scope="session")
+def rotated_api_key() -> str:
+    """The read key test_redeploy rotates the inventory's read key to (a fresh one each run)."""
+    return "nica-rotated-read-" + os.urandom(16).hex()
+
+
 @pytest.fixture()
 def sh(host: Any):
     """Run a command on the host; fail with its stderr when it fails."""

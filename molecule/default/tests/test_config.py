@@ -41,10 +41,36 @@ def test_database_password_files_are_0400_for_their_readers(host):
         assert secret.uid == uid, f"{name} owner is {secret.uid}, expected {uid}"
 
 
-def test_no_container_has_a_secret_in_its_inspect_output(host, sh, token):
+def test_no_container_has_a_secret_in_its_inspect_output(
+    host, sh, token, api_keys, rotated_api_key
+):
     password = host.file(f"{SECRETS_DIR}/postgres_password").content_string
+    keys = [*api_keys.values(), rotated_api_key]
     for container in sh("docker ps -aq").split():
         inspect = json.loads(sh(f"docker inspect {container}"))[0]
         name = inspect["Name"]
         assert token not in json.dumps(inspect), f"the token is in `docker inspect {name}`"
         assert password not in json.dumps(inspect), f"the DB password is in `docker inspect {name}`"
+        assert not [k for k in keys if k in json.dumps(inspect)], (
+            f"an API key is in `docker inspect {name}`"
+        )
+
+
+def test_api_keys_file_is_0400_owned_by_appuser_and_holds_only_hashes(host, local_vars):
+    secret = host.file(f"{SECRETS_DIR}/api_keys")
+    assert secret.mode == 0o400, f"api_keys mode is {oct(secret.mode)}, expected 0o400"
+    assert secret.uid == APP_UID, f"api_keys owner is {secret.uid}, expected {APP_UID}"
+    expected = [
+        {"name": k["name"], "scope": k["scope"], "sha256": sha256(k["key"])}
+        for k in local_vars["backend_api_keys"]
+    ]
+    assert json.loads(secret.content_string) == expected, (
+        "secrets/api_keys does not hold the inventory's names, scopes and key hashes"
+    )
+
+
+def test_the_serving_release_reads_the_api_keys_file(sh, release, serving):
+    lines = sh(f"cat /opt/nica/releases/{release['release']}/stack.env").splitlines()
+    assert "API_KEYS_FILE=/run/secrets/api_keys" in lines, "stack.env does not set API_KEYS_FILE"
+    mode = sh(f"docker exec {serving} stat -c %a /run/secrets/api_keys").strip()
+    assert mode == "400", f"/run/secrets/api_keys in the backend has mode {mode}"

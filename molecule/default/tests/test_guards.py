@@ -6,8 +6,10 @@
   key that is not the cache's must stop the role naming the protectors;
 - the backend roles given a plain hf-cache volume (from before the encrypted cache) must
   stop naming its options and the way out (as a dry run);
-- the backend roles given a bad repo id, port or token must fail preflight naming the
-  variable, print no token, and leave the serving release as it was.
+- the backend roles given a bad repo id, port, token or API key must fail preflight naming
+  the variable, print no token or key, and leave the serving release as it was;
+- a whole deploy.yml that would publish the API open on a public address (inventory/local's
+  0.0.0.0 without its API keys) must stop naming the variables before it changes the host.
 """
 
 import base64
@@ -16,11 +18,12 @@ from typing import Any
 
 import pytest
 import yaml
-from runs import Run, deploy, inspect, serving, sh, vars_file
+from runs import FULL_PATH_TASK, Run, deploy, inspect, serving, sh, vars_file
 
 GUARD_DIR = "/var/lib/nica-guard"
 WRONG_KEY = base64.b64encode(os.urandom(32)).decode()  # well-formed, protects nothing
 BAD_TOKEN = "hf_guardToken with a space"
+SHORT_API_KEY = "nica-guard-short-key-6e1f"  # 25 characters: too short to be guessed offline
 CASES: dict[str, dict[str, Any]] = {
     "swap": {
         "vars": {
@@ -52,6 +55,12 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "bad-port": {"tags": "backend_preflight", "vars": {"backend_publish_port": 70000}},
     "bad-token": {"tags": "backend_preflight", "vars": {"backend_huggingface_token": BAD_TOKEN}},
+    "short-api-key": {
+        "tags": "backend_preflight",
+        "vars": {"backend_api_keys": [{"name": "short", "scope": "write", "key": SHORT_API_KEY}]},
+    },
+    # No tags: the whole deploy, which must stop before its first change to the host.
+    "open-publish": {"tags": "", "vars": {"backend_api_keys": []}},
 }
 
 
@@ -73,7 +82,8 @@ def guards(host: Any) -> dict[str, Any]:
     runs: dict[str, Run] = {}
     for name, case in CASES.items():
         variables = vars_file(f"guard-{name}", case["vars"])
-        args = ["-vvv", "--tags", case.get("tags", "model_cache"), "-e", variables]
+        tags = case.get("tags", "model_cache")
+        args = ["-vvv", *(["--tags", tags] if tags else []), "-e", variables]
         runs[name] = deploy(f"guard-{name}", *args, *(["--check"] if case.get("check") else []))
     serving_after = inspect(host, serving(host))
     leftovers = sh(
@@ -118,6 +128,12 @@ def errors(run: Run) -> list[str]:
         ),
         ("bad-port", "backend_publish_port must be a port number, 1-65535; got 70000."),
         ("bad-token", "backend_huggingface_token must be a single token with no spaces"),
+        ("short-api-key", "backend_api_keys: entry 0 (short): key must be at least 32 characters"),
+        (
+            "open-publish",
+            "backend_publish_address 0.0.0.0 is not loopback and neither backend_api_keys nor"
+            " backend_tls_certificate is set",
+        ),
     ],
 )
 def test_bad_backend_input_fails_naming_the_variable(guards, case, message):
@@ -132,6 +148,21 @@ def test_bad_token_is_not_printed(guards):
     assert BAD_TOKEN.split()[0] not in output, (
         "part of the refused token appears in the -vvv output"
     )
+
+
+def test_refused_api_key_is_not_printed(guards):
+    assert SHORT_API_KEY not in guards["runs"]["short-api-key"].output, (
+        "the refused API key appears in the -vvv output"
+    )
+
+
+def test_an_open_api_on_a_public_address_is_refused_before_the_host_changes(guards):
+    run = guards["runs"]["open-publish"]
+    assert run.rc != 0, "deploy.yml published the API open on 0.0.0.0"
+    assert not run.ran(FULL_PATH_TASK), (
+        "the refused deploy reached the Docker engine's role: it checked the settings too late"
+    )
+    assert "backend_allow_insecure_publish" in said(run), "the refusal does not name the opt-in"
 
 
 def test_refused_runs_left_the_serving_release_alone(guards):

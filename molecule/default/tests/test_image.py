@@ -40,3 +40,13 @@ def test_image_serves_offline_by_default(sh, release):
     env = _inspect(sh, release["image"])["Config"]["Env"]
     assert "HF_HUB_OFFLINE=1" in env
     assert "HF_HOME=/var/huggingface" in env
+
+
+def test_no_api_key_is_in_the_image_history_or_config(sh, release, api_keys, rotated_api_key):
+    image = sh(f"docker history --no-trunc {release['image']}") + json.dumps(
+        _inspect(sh, release["image"])
+    )
+    leaked = [
+        name for name, key in {**api_keys, "rotated": rotated_api_key}.items() if key in image
+    ]
+    assert leaked == [], f"the {leaked} API key is in the image's history or config"

@@ -11,19 +11,22 @@ import time
 from typing import Any
 
 import pytest
-from runs import ansible_playbook, playbook, record, sh
+from runs import ansible_playbook, api_key, client_key_option, playbook, record, sh
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 REQUESTS = 24
 EMBEDDINGS_OK = 'sum(nica_http_requests_total{route="/v1/embeddings",method="POST",status="200"})'
 INPUTS = f'sum(nica_embeddings_request_inputs_count{{model="{MODEL}"}})'
-# N requests of 2 inputs each, from the host to its published port.
+# N requests of 2 inputs each, from the host to its published port, with the key in the
+# file the third argument names (runs.client_key_option).
 LOAD = (
     "import json, sys, urllib.request\n"
+    "headers = {'Content-Type': 'application/json',\n"
+    "           'Authorization': 'Bearer ' + open(sys.argv[3]).read().strip()}\n"
     "for n in range(int(sys.argv[1])):\n"
     "    body = json.dumps({'model': sys.argv[2], 'input': [f'metrics {n}', 'load']}).encode()\n"
     "    request = urllib.request.Request('http://127.0.0.1:8000/v1/embeddings', data=body,\n"
-    "                                     headers={'Content-Type': 'application/json'})\n"
+    "                                     headers=headers)\n"
     "    assert urllib.request.urlopen(request, timeout=30).status == 200\n"
 )
 
@@ -43,7 +46,8 @@ def settled(prometheus, query: str, wanted: float, timeout: float = 30) -> float
 def load(host: Any, prometheus) -> dict[str, Any]:
     time.sleep(3)  # the last scrape holds whatever came before
     before = {query: prometheus.value(query) for query in (EMBEDDINGS_OK, INPUTS)}
-    sh(host, f"python3 -c {shlex.quote(LOAD)} {REQUESTS} {MODEL}")
+    key_file = client_key_option(host, api_key("read")).split()[-1]
+    sh(host, f"python3 -c {shlex.quote(LOAD)} {REQUESTS} {MODEL} {key_file}")
     after = {
         EMBEDDINGS_OK: settled(prometheus, EMBEDDINGS_OK, before[EMBEDDINGS_OK] + REQUESTS),
         INPUTS: settled(prometheus, INPUTS, before[INPUTS] + REQUESTS),

@@ -13,6 +13,7 @@ from conftest import (
     CACHE_MOUNT,
     KEY_FILE,
 )
+from runs import CLIENT_KEYS
 
 REFERENCE_WEIGHTS = "/srv/hub-data/all-MiniLM-L6-v2/model.safetensors"
 REFERENCE_ONNX = "/srv/hub-data/all-MiniLM-L6-v2-onnx/onnx/model.onnx"
@@ -149,14 +150,19 @@ MAX_READ_ERRORS = 20
 
 
 @pytest.fixture(scope="module")
-def key_scan(host, cache_key, rotated_key):
+def key_scan(host, cache_key, rotated_key, api_keys, rotated_api_key):
     """Every regular file on the host's own filesystems, the cache image included, searched
-    for both keys, base64 and raw (not the fake Hub's read-only data): the files holding
-    one, how many files were read, and the read errors."""
+    for both model cache keys, base64 and raw, and the API keys (the inventory's and the one
+    test_redeploy rotated to), not the fake Hub's read-only data nor the steady client's
+    own key files: the files holding one, how many files were read, and the read errors."""
+    secrets = {"cache": [cache_key, rotated_key], "api": [*api_keys.values(), rotated_api_key]}
     script = (
         "import base64, json, mmap, os, sys\n"
-        "keys = [n for k in sys.argv[1:] for n in (k.encode(), base64.b64decode(k))]\n"
-        "skip = {'/proc', '/sys', '/dev', '/srv/hub-data', '/srv/hub-extra', '/srv/fake-hub'}\n"
+        "given = json.loads(sys.argv[1])\n"
+        "keys = [n for k in given['cache'] for n in (k.encode(), base64.b64decode(k))]\n"
+        "keys += [k.encode() for k in given['api']]\n"
+        "skip = {'/proc', '/sys', '/dev', '/srv/hub-data', '/srv/hub-extra', '/srv/fake-hub',\n"
+        f"        {CLIENT_KEYS!r}}}\n"
         "hits, errors, read = [], [], 0\n"
         "def holds_a_key(path):\n"
         "    with open(path, 'rb') as f:\n"
@@ -180,9 +186,7 @@ def key_scan(host, cache_key, rotated_key):
         "            hits.append(path)\n"
         "print(json.dumps({'hits': hits, 'read': read, 'errors': errors}))\n"
     )
-    out = host.check_output(
-        f"python3 -c {shlex.quote(script)} {shlex.quote(cache_key)} {shlex.quote(rotated_key)}"
-    )
+    out = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(secrets))}")
     return json.loads(out)
 
 
@@ -201,4 +205,4 @@ def test_the_key_scan_could_read_almost_every_file(key_scan):
 
 
 def test_the_key_is_in_no_file_on_the_host(key_scan):
-    assert key_scan["hits"] == [], f"a model cache key is stored in {key_scan['hits']}"
+    assert key_scan["hits"] == [], f"a model cache or API key is stored in {key_scan['hits']}"

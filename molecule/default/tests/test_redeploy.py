@@ -15,7 +15,11 @@ which must drop no request:
 6. playbooks/rollback.yml back across the 0004 migration;
 7. playbooks/backup.yml (under the deploy lock), then restore.yml without a backup named
    (refused), then with the one taken before 0004, the oldest, and backend_keep_backups=1:
-   the database back at 0003, health-checked, and the backup it read still there."""
+   the database back at 0003, health-checked, and the backup it read still there.
+The same runs rotate the read API key (docs/security.md, "API keys"): the configuration
+change adds a new read key beside the old one (the client sends the old one), the code
+change removes the old one (the client sends the new one); both rollbacks serve the keys
+deployed last, as the file they read is the host's one secret file."""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ from runs import (
     sh,
     slow_upload,
     steady_client,
+    vars_file,
 )
 
 LOADED = ["config-change", "never-ready", "rollback", "code-change", "rollback-migration"]
@@ -64,18 +69,24 @@ def running_slots(host: Any) -> list[str]:
 
 
 def under_load(
-    host: Any, case: str, *args: str, killed_at: str = "", upload: bool = False
+    host: Any,
+    case: str,
+    *args: str,
+    killed_at: str = "",
+    key: str | None = "",
+    upload: bool = False,
 ) -> dict[str, Any]:
-    """Run one operator command while the steady client sends requests; what it did. With
-    killed_at, the command is killed when it starts that task, then status.yml and the same
-    command run to their end (the client keeps going through all three). With upload, a
-    slow upload (runs.slow_upload) is on its way across the switch too."""
+    """Run one operator command while the steady client sends requests (with `key`: the
+    inventory's read key by default); what it did. With killed_at, the command is killed
+    when it starts that task, then status.yml and the same command run to their end (the
+    client keeps going through all three). With upload, a slow upload (runs.slow_upload)
+    is on its way across the switch too."""
     before = record(host)
     env_before = env_sha256(host, before["release"])
     extra: dict[str, Any] = {}
     uploading = slow_upload(host, case) if upload else contextlib.nullcontext({})
     began = time.time()
-    with uploading as uploaded, steady_client(host, case) as client:
+    with uploading as uploaded, steady_client(host, case, key=key) as client:
         if killed_at:
             extra["killed"] = ansible_playbook_killed_at(
                 f"redeploy-{case}-killed", killed_at, *args
@@ -108,42 +119,95 @@ def backups(host: Any) -> list[str]:
     return sorted(sh(host, "ls /opt/nica/backups").split())
 
 
+MODELS = "http://127.0.0.1:8000/v1/models"
+
+
+def key_answers(host: Any, keys: dict[str, str]) -> dict[str, int]:
+    """What GET /v1/models answers each named key (200, 401)."""
+    return {name: http(host, MODELS, key=key)[0] for name, key in keys.items()}
+
+
 @pytest.fixture(scope="module")
-def story(host: Any, next_releases, prometheus) -> dict[str, Any]:
+def story(
+    host: Any,
+    next_releases,
+    local_vars,
+    api_keys: dict[str, str],
+    rotated_api_key: str,
+    prometheus,
+) -> dict[str, Any]:
     done: dict[str, Any] = {}
+    # The rotation of the read key: the inventory's keys plus a new read key, then without
+    # the old one; from a vars file, as from an operator's vault.
+    old_keys = local_vars["backend_api_keys"]
+    new_key = {"name": "rotated-reader", "scope": "read", "key": rotated_api_key}
+    both_keys = vars_file("redeploy-keys-both", {"backend_api_keys": [*old_keys, new_key]})
+    rotated_keys = vars_file(
+        "redeploy-keys-rotated",
+        {"backend_api_keys": [k for k in old_keys if k["scope"] != "read"] + [new_key]},
+    )
+    keys = {"old": api_keys["read"], "new": rotated_api_key}
     done["config-change"] = under_load(
         host,
         "config-change",
         "-e",
         json.dumps(MARK),
+        "-e",
+        both_keys,
         DEPLOY,
         killed_at="Let the old slot finish the requests it is serving",
+        key=keys["old"],
     )
+    done["keys-after-adding"] = key_answers(host, keys)
     unready_before = inspect(host, serving(host))
     done["never-ready"] = under_load(
-        host, "never-ready", "-e", json.dumps(NEVER_READY), "-e", "backend_wait_timeout=20", DEPLOY
+        host,
+        "never-ready",
+        "-e",
+        json.dumps(NEVER_READY),
+        "-e",
+        both_keys,
+        "-e",
+        "backend_wait_timeout=20",
+        DEPLOY,
     )
     unready_after = inspect(host, serving(host))
     done["never-ready-serving"] = [
         [c["Id"], c["State"]["StartedAt"]] for c in (unready_before, unready_after)
     ]
-    done["rollback"] = under_load(host, "rollback", playbook("rollback"), upload=True)
+    done["rollback"] = under_load(
+        host, "rollback", playbook("rollback"), key=keys["old"], upload=True
+    )
+    done["keys-after-rollback"] = key_answers(host, keys)
     done["status-after-rollback"] = ansible_playbook("status-after-rollback", playbook("status"))
     # What a run killed during `prepare` leaves behind: a one-shot container holding the name.
     done["orphan"] = sh(
         host, "docker run --detach --name nica-prepare nica-test/python:3.11-slim sleep 600"
     ).strip()
     done["code-change"] = under_load(
-        host, "code-change", "-e", f"backend_project_dir={next_releases['compatible']}", DEPLOY
+        host,
+        "code-change",
+        "-e",
+        f"backend_project_dir={next_releases['compatible']}",
+        "-e",
+        rotated_keys,
+        DEPLOY,
+        key=keys["new"],
     )
+    done["keys-after-removing"] = key_answers(host, keys)
     done["incompatible"] = ansible_playbook(
         "redeploy-incompatible",
         "-e",
         f"backend_project_dir={next_releases['incompatible']}",
+        "-e",
+        rotated_keys,
         DEPLOY,
     )
     done["after-incompatible"] = record(host)
-    done["rollback-migration"] = under_load(host, "rollback-migration", playbook("rollback"))
+    done["rollback-migration"] = under_load(
+        host, "rollback-migration", playbook("rollback"), key=keys["new"]
+    )
+    done["keys-after-rollback-migration"] = key_answers(host, keys)
     done["schema_after_rollback"] = sh(host, SCHEMA).strip()
     done["backup"] = ansible_playbook("backup", playbook("backup"))
     done["backups"] = backups(host)
@@ -426,3 +490,30 @@ def test_a_restore_never_prunes_the_backup_it_reads(story):
     assert not [name for name in after if "partial" in name], (
         f"a dump's temp file was left: {after}"
     )
+
+
+# The rotation of the read key, run by run (the client's 0 failures: test_no_request_failed).
+def test_a_new_key_works_once_the_release_that_adds_it_serves(story):
+    answers = story["keys-after-adding"]
+    assert answers == {"old": 200, "new": 200}, (
+        f"after the deploy that adds a key, both should be let in: {answers}"
+    )
+
+
+def test_a_rollback_keeps_the_keys_deployed_last(story):
+    # The release rolled back to was deployed before the new key existed; it reads the
+    # host's keys file as it is now.
+    answers = story["keys-after-rollback"]
+    assert answers == {"old": 200, "new": 200}, f"after the rollback: {answers}"
+
+
+def test_a_removed_key_is_refused_once_the_release_without_it_serves(story):
+    answers = story["keys-after-removing"]
+    assert answers == {"old": 401, "new": 200}, (
+        f"after the deploy that removes the old key, only the new one should be let in: {answers}"
+    )
+
+
+def test_a_rollback_does_not_bring_a_removed_key_back(story):
+    answers = story["keys-after-rollback-migration"]
+    assert answers == {"old": 401, "new": 200}, f"after the rollback: {answers}"

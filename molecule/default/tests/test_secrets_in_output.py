@@ -1,5 +1,6 @@
 """No secret in what any run of the day-2 stories printed: not the Hugging Face token, not
-a model cache key (the inventory's, nor the one rotated to and back from). Several of those
+a model cache key (the inventory's, nor the one rotated to and back from), not an API key
+(the inventory's two, nor the read key test_redeploy rotates to). Several of those
 runs are -vvv --diff, the most an operator can ask Ansible to print."""
 
 import pytest
@@ -17,8 +18,14 @@ def test_some_runs_were_verbose():
     assert len(verbose) >= 5, f"expected the -vvv runs of the stories, found {verbose}"
 
 
-@pytest.mark.parametrize("secret", ["token", "cache_key", "rotated_key"])
+@pytest.mark.parametrize(
+    "secret",
+    ["token", "cache_key", "rotated_key", "write_api_key", "read_api_key", "rotated_api_key"],
+)
 def test_no_secret_in_any_run_output(request, outputs, secret):
-    value = request.getfixturevalue(secret)
+    if secret.endswith("_api_key") and secret != "rotated_api_key":
+        value = request.getfixturevalue("api_keys")[secret.split("_")[0]]
+    else:
+        value = request.getfixturevalue(secret)
     leaked = sorted(name for name, output in outputs.items() if value in output)
     assert leaked == [], f"the {secret} is in the output of {leaked}"

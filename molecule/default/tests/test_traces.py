@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from runs import http
 
 SPANS = "/var/log/otlp/spans.jsonl"
 SERVICE = "nica-pro-backend"  # backend_otel_service_name in inventory/local
@@ -67,10 +68,8 @@ def spans(host: Any) -> list[dict[str, Any]]:
 def new_spans(host: Any) -> list[dict[str, Any]]:
     """The spans exported after a fresh GET /v1/collections, once its span has arrived."""
     before = len(host.file(SPANS).content_string.splitlines())
-    request = host.run(
-        f"python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000{ROUTE}')\""
-    )
-    assert request.rc == 0, f"GET {ROUTE} failed on the host: {request.stderr.strip()[-300:]}"
+    status, body = http(host, f"http://127.0.0.1:8000{ROUTE}")
+    assert status == 200, f"GET {ROUTE} answered {status}: {body}"
     deadline = time.monotonic() + EXPORT_WAIT_S
     while True:
         found = received_spans(host, skip=before)
