@@ -307,17 +307,25 @@ STEADY_CLIENT = "/usr/local/lib/steady_client.py"
 
 
 @contextlib.contextmanager
-def steady_client(host: Any, case: str, warmup_s: float = 2.0) -> Iterator[dict[str, Any]]:
+def steady_client(
+    host: Any,
+    case: str,
+    warmup_s: float = 2.0,
+    url: str = "http://127.0.0.1:8000",
+    options: str = "",
+) -> Iterator[dict[str, Any]]:
     """A steady client (testing/load/steady_client.py) on the host, sending requests to
-    the published port for the duration of the `with`; the dict it yields is filled with
-    its result when the block ends (sent, failed, longest gap without a success)."""
+    the published port (or `url`, with more of its `options`: --ca-file for https) for the
+    duration of the `with`; the dict it yields is filled with its result when the block
+    ends (sent, failed, longest gap without a success)."""
     out = f"/var/log/steady-{case}.json"
     sh(host, f"rm -f /run/steady-client.stop {out}")
     sh(
         host,
         f"systemd-run --unit steady-client-{case} --collect /usr/bin/python3 {STEADY_CLIENT}"
-        f" --url http://127.0.0.1:8000 --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
-        " --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900",
+        f" --url {url} --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
+        " --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900"
+        f" {options}",
     )
     time.sleep(warmup_s)
     result: dict[str, Any] = {}

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import APP_UID, POSTGRES_UID, SECRETS_DIR, sha256
+from conftest import APP_UID, POSTGRES_UID, SECRETS_DIR, key_marker, sha256
 
 
 def test_stack_env_content_and_mode(host, local_vars, token, release):
@@ -41,10 +41,16 @@ def test_database_password_files_are_0400_for_their_readers(host):
         assert secret.uid == uid, f"{name} owner is {secret.uid}, expected {uid}"
 
 
-def test_no_container_has_a_secret_in_its_inspect_output(host, sh, token):
+def test_no_container_has_a_secret_in_its_inspect_output(host, sh, token, tls_pki):
     password = host.file(f"{SECRETS_DIR}/postgres_password").content_string
+    # test_tls's TLS private keys (the proxy mounts the serving one's directory)
+    tls_keys = {name: key_marker(pair["key"]) for name, pair in tls_pki.items() if "key" in pair}
     for container in sh("docker ps -aq").split():
         inspect = json.loads(sh(f"docker inspect {container}"))[0]
         name = inspect["Name"]
         assert token not in json.dumps(inspect), f"the token is in `docker inspect {name}`"
         assert password not in json.dumps(inspect), f"the DB password is in `docker inspect {name}`"
+        for key_name, marker in tls_keys.items():
+            assert marker not in json.dumps(inspect), (
+                f"the {key_name} TLS key is in `docker inspect {name}`"
+            )
