@@ -161,9 +161,9 @@ def needles(pem: str) -> list[str]:
 @pytest.fixture(scope="module")
 def key_scan(host, cache_key, rotated_key, tls_pki):
     """Every regular file on the host's own filesystems, the cache image included, searched
-    for both model cache keys, base64 and raw, and for test_tls's TLS private keys (not the
-    fake Hub's read-only data): the files holding one [path, which], how many files were
-    read, and the read errors."""
+    for both model cache keys, base64 and raw, and for test_tls's TLS private keys and the
+    one deployed (not the fake Hub's read-only data): the files holding one [path, which],
+    how many files were read, and the read errors."""
     wanted = {
         "model cache key": [base64.b64encode(k.encode()).decode() for k in (cache_key, rotated_key)]
         + [cache_key, rotated_key],
@@ -173,6 +173,10 @@ def key_scan(host, cache_key, rotated_key, tls_pki):
             if "key" in pair
         },
     }
+    # The key the proxy has now, whichever session deployed it (tls_pki is made anew in
+    # each): the scan must find it in its own file, and nowhere else.
+    if host.file(TLS_KEY_FILE).exists:
+        wanted["TLS key deployed"] = needles(host.file(TLS_KEY_FILE).content_string)
     script = (
         "import base64, json, mmap, os, sys\n"
         "wanted = {label: [base64.b64decode(n) for n in found]\n"
@@ -230,4 +234,6 @@ def test_a_tls_private_key_is_only_in_the_proxys_key_file(host, key_scan):
     assert elsewhere == [], f"a TLS private key is stored outside {TLS_KEY_FILE}: {elsewhere}"
     # The scan finds the key where it is: it would find a copy.
     if host.file(TLS_KEY_FILE).exists:
-        assert hits, f"the scan did not find the TLS key in {TLS_KEY_FILE}"
+        assert (TLS_KEY_FILE, "TLS key deployed") in hits, (
+            f"the scan did not find the deployed TLS key in {TLS_KEY_FILE}"
+        )
