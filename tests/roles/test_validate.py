@@ -52,6 +52,10 @@ DEFAULTS = {
     "backend_base_image": "python:3.11-slim",
     "backend_base_image_archives": [],
     "backend_image_registry": "",
+    "backend_tls_certificate": "",
+    "backend_tls_private_key": "",
+    "backend_tls_redirect_http": False,
+    "backend_tls_publish_port": 8443,
 }
 
 
