@@ -361,21 +361,27 @@ def client_key_option(host: Any, key: str | None) -> str:
 
 @contextlib.contextmanager
 def steady_client(
-    host: Any, case: str, warmup_s: float = 2.0, key: str | None = ""
+    host: Any,
+    case: str,
+    warmup_s: float = 2.0,
+    key: str | None = "",
+    url: str = "http://127.0.0.1:8000",
+    options: str = "",
 ) -> Iterator[dict[str, Any]]:
     """A steady client (testing/load/steady_client.py) on the host, sending requests to
-    the published port for the duration of the `with`, with `key` ('': the scenario's read
-    key, if it has one; None: none); the dict it yields is filled with its result when the
-    block ends (sent, failed, longest gap without a success)."""
+    the published port (or `url`, with more of its `options`: --ca-file for https) for the
+    duration of the `with`, with `key` ('': the scenario's read key, if it has one; None:
+    none); the dict it yields is filled with its result when the block ends (sent, failed,
+    longest gap without a success)."""
     out = f"/var/log/steady-{case}.json"
     sh(host, f"rm -f /run/steady-client.stop {out}")
     key_option = client_key_option(host, api_key("read") if key == "" else key)
     sh(
         host,
         f"systemd-run --unit steady-client-{case} --collect /usr/bin/python3 {STEADY_CLIENT}"
-        f" --url http://127.0.0.1:8000 --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
-        f" --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900"
-        f"{key_option}",
+        f" --url {url} --model sentence-transformers/all-MiniLM-L6-v2 --out {out}"
+        " --stop-file /run/steady-client.stop --threads 2 --max-requests 30000 --max-seconds 900"
+        f"{key_option} {options}",
     )
     time.sleep(warmup_s)
     result: dict[str, Any] = {}

@@ -240,3 +240,19 @@ def test_postgres_writes_only_to_its_volume_and_tmpfs(compose):
     assert sorted(postgres.get("tmpfs", [])) == ["/tmp", "/var/run/postgresql"], (  # noqa: S108
         f"{compose} postgres should have tmpfs at /var/run/postgresql and /tmp"
     )
+
+
+def test_the_tls_layer_only_publishes_https_beside_http_and_mounts_the_key_read_only(host):
+    """docker-compose.tls.yml (layered in while TLS is on) changes the proxy alone: its TLS
+    port on the same address as its plain one, and the key's directory, read-only, where
+    docker/proxy/tls.conf reads the key."""
+    layer = load("docker-compose.tls.yml")
+    assert list(layer["services"]) == ["proxy"], f"the TLS layer changes {list(layer['services'])}"
+    proxy = layer["services"]["proxy"]
+    [plain] = host["services"]["proxy"]["ports"]
+    [tls] = proxy["ports"]
+    assert tls.split(":")[0] == plain.split(":")[0], f"HTTPS on {tls}, HTTP on {plain}"
+    assert tls.endswith(":8443"), f"{tls}: not the container's 8443 (docker/proxy/tls.conf)"
+    assert proxy["volumes"] == ["./proxy-key:/etc/nica-proxy-key:ro"], proxy["volumes"]
+    key_path = "ssl_certificate_key /etc/nica-proxy-key/private_key.pem;"
+    assert key_path in (DOCKER / "proxy" / "tls.conf").read_text()

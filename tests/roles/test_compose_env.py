@@ -64,3 +64,33 @@ def test_the_remote_database_layer_is_there_when_postgres_runs_elsewhere(
 def test_a_one_host_stack_has_no_remote_database_layer() -> None:
     text = render(__backend_remote_database=False, backend_database_url="")
     assert "COMPOSE_FILE" not in text, "a one-host stack's compose .env names another compose file"
+
+
+@pytest.mark.parametrize(
+    ("remote", "compose_file"),
+    [
+        (False, "COMPOSE_FILE=docker-compose.yml:docker-compose.tls.yml"),
+        (
+            True,
+            "COMPOSE_FILE=docker-compose.yml:docker-compose.remote-db.yml:docker-compose.tls.yml",
+        ),
+    ],
+    ids=["one host", "database elsewhere"],
+)
+def test_tls_layers_its_compose_file_in_and_names_its_port(remote: bool, compose_file: str) -> None:
+    text = render(
+        __backend_remote_database=remote,
+        backend_database_url="",
+        __backend_tls_enabled=True,
+        backend_tls_publish_port=9443,
+    ).splitlines()
+    assert compose_file in text, f"no {compose_file} in the compose .env: {text}"
+    assert "BACKEND_TLS_PUBLISH_PORT=9443" in text, "the TLS port is not in the compose .env"
+
+
+def test_without_tls_the_env_names_no_tls_port() -> None:
+    text = render(
+        __backend_remote_database=False, backend_database_url="", __backend_tls_enabled=False
+    )
+    named = [line for line in text.splitlines() if "tls" in line.lower()]
+    assert named == [], f"TLS off, yet the compose .env names it: {named}"

@@ -56,6 +56,9 @@ DEFAULTS = {
     "backend_allow_insecure_publish": False,
     # TLS at the proxy is a setting of its own; the publish rule only asks whether it is set.
     "backend_tls_certificate": "",
+    "backend_tls_private_key": "",
+    "backend_tls_redirect_http": False,
+    "backend_tls_publish_port": 8443,
 }
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 (what the publish rule is about)
 API_KEY = {"name": "ingest", "scope": "write", "key": "k" * 32}
@@ -69,10 +72,7 @@ PUBLISH: dict[str, dict[str, dict[str, Any]]] = {
             "backend_publish_address": EVERY_INTERFACE,
             "backend_api_keys": [API_KEY],
         },
-        "10.1.2.3 with TLS": {
-            "backend_publish_address": "10.1.2.3",
-            "backend_tls_certificate": "-----BEGIN CERTIFICATE-----\n...",
-        },
+        # A public address with TLS (a real pair): tests/roles/test_validate_tls.py.
         ":: with the opt-in": {
             "backend_publish_address": "::",
             "backend_allow_insecure_publish": True,

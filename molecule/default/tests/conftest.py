@@ -48,6 +48,8 @@ STORIES = [
     "test_guards",
     "test_model_cache_keys",
     "test_lock",
+    # Last: it leaves TLS on (a later deploy without its variables would turn it off).
+    "test_tls",
 ]
 
 
@@ -161,6 +163,35 @@ def token(local_vars: dict[str, Any]) -> str:
 def cache_key(local_vars: dict[str, Any]) -> str:
     """The inventory's model cache key (the cache ends the side effect protected by it)."""
     return str(local_vars["model_cache_key"])
+
+
+@pytest.fixture(scope="session")
+def tls_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """A throwaway CA made on the controller (testing/tls/make_test_ca.py) and what it
+    issued, PEM text: the first certificate, the second (a rotation, 10 days: status.yml
+    warns), an expired one, and a key no certificate matches. Each {certificate, key}; ca."""
+    sys.path.insert(0, str(REPO / "testing" / "tls"))
+    import make_test_ca  # a script's module, found only here
+
+    directory = tmp_path_factory.mktemp("tls-ca")
+    names, ips = ["nica.test"], ["127.0.0.1"]
+    issued = {
+        "first": make_test_ca.issue(directory, names, ips, days=30, prefix="first"),
+        "second": make_test_ca.issue(directory, names, ips, days=10, prefix="second"),
+        "expired": make_test_ca.issue(directory, names, ips, expired=True, prefix="expired"),
+        "other": make_test_ca.issue(directory, ["other.test"], [], prefix="other"),
+    }
+    pki = {
+        name: {"certificate": pair.certificate.read_text(), "key": pair.key.read_text()}
+        for name, pair in issued.items()
+    }
+    return pki | {"ca": {"certificate": (directory / make_test_ca.CA_CERT).read_text()}}
+
+
+def key_marker(pem: str) -> str:
+    """A PEM private key's first line of base64: found in any copy of it, whatever the line
+    ends became (a JSON string, a log line), and in no other key."""
+    return pem.strip().splitlines()[1]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import APP_UID, POSTGRES_UID, SECRETS_DIR, sha256
+from conftest import APP_UID, POSTGRES_UID, SECRETS_DIR, key_marker, sha256
 
 
 def test_stack_env_content_and_mode(host, local_vars, token, release):
@@ -42,10 +42,12 @@ def test_database_password_files_are_0400_for_their_readers(host):
 
 
 def test_no_container_has_a_secret_in_its_inspect_output(
-    host, sh, token, api_keys, rotated_api_key
+    host, sh, token, api_keys, rotated_api_key, tls_pki
 ):
     password = host.file(f"{SECRETS_DIR}/postgres_password").content_string
     keys = [*api_keys.values(), rotated_api_key]
+    # test_tls's TLS private keys (the proxy mounts the serving one's directory)
+    tls_keys = {name: key_marker(pair["key"]) for name, pair in tls_pki.items() if "key" in pair}
     for container in sh("docker ps -aq").split():
         inspect = json.loads(sh(f"docker inspect {container}"))[0]
         name = inspect["Name"]
@@ -54,6 +56,10 @@ def test_no_container_has_a_secret_in_its_inspect_output(
         assert not [k for k in keys if k in json.dumps(inspect)], (
             f"an API key is in `docker inspect {name}`"
         )
+        for key_name, marker in tls_keys.items():
+            assert marker not in json.dumps(inspect), (
+                f"the {key_name} TLS key is in `docker inspect {name}`"
+            )
 
 
 def test_api_keys_file_is_0400_owned_by_appuser_and_holds_only_hashes(host, local_vars):

@@ -30,6 +30,7 @@ HARDENING: dict[str, dict[str, Any]] = {
     },
 }
 API_PORT = "8000/tcp"
+TLS_PORT = "8443/tcp"
 
 
 def _inspect(sh) -> list[dict[str, Any]]:
@@ -129,11 +130,16 @@ def test_only_the_proxy_publishes_and_on_the_configured_address(containers, loca
         if not _row(container)["publish"]:
             assert not bindings, f"{_name(container)} publishes {bindings}"
             continue
-        assert list(bindings) == [API_PORT], f"{_name(container)} publishes {list(bindings)}"
-        host_ips = sorted({b["HostIp"] for b in bindings[API_PORT]})
-        assert host_ips == [address], (
-            f"{_name(container)} is published on {host_ips}, expected [{address!r}]"
-        )
+        # With TLS on (test_tls leaves it on), the proxy also publishes HTTPS, and then
+        # mounts its key's directory (docker/docker-compose.tls.yml).
+        tls = "/etc/nica-proxy-key" in [m.get("Destination") for m in container["Mounts"]]
+        expected = [API_PORT] + ([TLS_PORT] if tls else [])
+        assert sorted(bindings) == expected, f"{_name(container)} publishes {list(bindings)}"
+        for port in expected:
+            host_ips = sorted({b["HostIp"] for b in bindings[port]})
+            assert host_ips == [address], (
+                f"{_name(container)} publishes {port} on {host_ips}, expected [{address!r}]"
+            )
 
 
 def test_no_container_mounts_the_docker_socket(containers):

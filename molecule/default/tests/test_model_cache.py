@@ -1,5 +1,6 @@
 """The encrypted model cache (roles/model_cache) as deployed: fscrypt, the mount, the volume."""
 
+import base64
 import json
 import re
 import shlex
@@ -12,9 +13,11 @@ from conftest import (
     CACHE_MARKER,
     CACHE_MOUNT,
     KEY_FILE,
+    key_marker,
 )
 from runs import CLIENT_KEYS
 
+TLS_KEY_FILE = "/opt/nica/compose/proxy-key/private_key.pem"
 REFERENCE_WEIGHTS = "/srv/hub-data/all-MiniLM-L6-v2/model.safetensors"
 REFERENCE_ONNX = "/srv/hub-data/all-MiniLM-L6-v2-onnx/onnx/model.onnx"
 
@@ -149,25 +152,48 @@ MIN_FILES_READ = 10_000
 MAX_READ_ERRORS = 20
 
 
+def needles(pem: str) -> list[str]:
+    """A PEM private key as the scan looks for it (base64 of the bytes): its first line of
+    base64, which any copy of the PEM text holds. One needle per key: each one more is
+    another pass over every file on the host."""
+    return [base64.b64encode(key_marker(pem).encode()).decode()]
+
+
 @pytest.fixture(scope="module")
-def key_scan(host, cache_key, rotated_key, api_keys, rotated_api_key):
+def key_scan(host, cache_key, rotated_key, api_keys, rotated_api_key, tls_pki):
     """Every regular file on the host's own filesystems, the cache image included, searched
-    for both model cache keys, base64 and raw, and the API keys (the inventory's and the one
-    test_redeploy rotated to), not the fake Hub's read-only data nor the steady client's
-    own key files: the files holding one, how many files were read, and the read errors."""
-    secrets = {"cache": [cache_key, rotated_key], "api": [*api_keys.values(), rotated_api_key]}
+    for both model cache keys, base64 and raw, the API keys (the inventory's and the one
+    test_redeploy rotated to), and test_tls's TLS private keys and the one deployed (not the
+    fake Hub's read-only data nor the steady client's own key files): the files holding one
+    [path, which], how many files were read, and the read errors."""
+    wanted = {
+        "model cache key": [base64.b64encode(k.encode()).decode() for k in (cache_key, rotated_key)]
+        + [cache_key, rotated_key],
+        "API key": [
+            base64.b64encode(k.encode()).decode() for k in [*api_keys.values(), rotated_api_key]
+        ],
+        **{
+            f"TLS key {name}": needles(pair["key"])
+            for name, pair in tls_pki.items()
+            if "key" in pair
+        },
+    }
+    # The key the proxy has now, whichever session deployed it (tls_pki is made anew in
+    # each): the scan must find it in its own file, and nowhere else.
+    if host.file(TLS_KEY_FILE).exists:
+        wanted["TLS key deployed"] = needles(host.file(TLS_KEY_FILE).content_string)
     script = (
         "import base64, json, mmap, os, sys\n"
-        "given = json.loads(sys.argv[1])\n"
-        "keys = [n for k in given['cache'] for n in (k.encode(), base64.b64decode(k))]\n"
-        "keys += [k.encode() for k in given['api']]\n"
+        "wanted = {label: [base64.b64decode(n) for n in found]\n"
+        "          for label, found in json.loads(sys.argv[1]).items()}\n"
         "skip = {'/proc', '/sys', '/dev', '/srv/hub-data', '/srv/hub-extra', '/srv/fake-hub',\n"
         f"        {CLIENT_KEYS!r}}}\n"
         "hits, errors, read = [], [], 0\n"
-        "def holds_a_key(path):\n"
+        "def keys_in(path):\n"
         "    with open(path, 'rb') as f:\n"
         "        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:\n"
-        "            return any(m.find(k) != -1 for k in keys)\n"
+        "            return [label for label, keys in wanted.items()\n"
+        "                    if any(m.find(k) != -1 for k in keys)]\n"
         "def walk_error(error):\n"
         "    errors.append(f'{error.filename}: {error.strerror}')\n"
         "for top, dirs, files in os.walk('/', onerror=walk_error):\n"
@@ -177,16 +203,15 @@ def key_scan(host, cache_key, rotated_key, api_keys, rotated_api_key):
         "        try:\n"
         "            if os.path.islink(path) or not os.path.isfile(path):\n"
         "                continue\n"
-        "            found = os.path.getsize(path) > 0 and holds_a_key(path)\n"
+        "            found = keys_in(path) if os.path.getsize(path) > 0 else []\n"
         "        except (OSError, ValueError) as error:\n"
         "            errors.append(f'{path}: {error}')\n"
         "            continue\n"
         "        read += 1\n"
-        "        if found:\n"
-        "            hits.append(path)\n"
+        "        hits.extend([path, label] for label in found)\n"
         "print(json.dumps({'hits': hits, 'read': read, 'errors': errors}))\n"
     )
-    out = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(secrets))}")
+    out = host.check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(json.dumps(wanted))}")
     return json.loads(out)
 
 
@@ -205,4 +230,16 @@ def test_the_key_scan_could_read_almost_every_file(key_scan):
 
 
 def test_the_key_is_in_no_file_on_the_host(key_scan):
-    assert key_scan["hits"] == [], f"a model cache or API key is stored in {key_scan['hits']}"
+    hits = [path for path, which in key_scan["hits"] if which in ("model cache key", "API key")]
+    assert hits == [], f"a model cache or API key is stored in {hits}"
+
+
+def test_a_tls_private_key_is_only_in_the_proxys_key_file(host, key_scan):
+    hits = [(path, which) for path, which in key_scan["hits"] if which.startswith("TLS key")]
+    elsewhere = [hit for hit in hits if hit[0] != TLS_KEY_FILE]
+    assert elsewhere == [], f"a TLS private key is stored outside {TLS_KEY_FILE}: {elsewhere}"
+    # The scan finds the key where it is: it would find a copy.
+    if host.file(TLS_KEY_FILE).exists:
+        assert (TLS_KEY_FILE, "TLS key deployed") in hits, (
+            f"the scan did not find the deployed TLS key in {TLS_KEY_FILE}"
+        )

@@ -1,9 +1,11 @@
 """No secret in what any run of the day-2 stories printed: not the Hugging Face token, not
 a model cache key (the inventory's, nor the one rotated to and back from), not an API key
-(the inventory's two, nor the read key test_redeploy rotates to). Several of those
+(the inventory's two, nor the read key test_redeploy rotates to), not a TLS private key of
+test_tls (deployed, rotated to, refused). Several of those
 runs are -vvv --diff, the most an operator can ask Ansible to print."""
 
 import pytest
+from conftest import key_marker
 from runs import RUNS
 
 
@@ -29,3 +31,10 @@ def test_no_secret_in_any_run_output(request, outputs, secret):
         value = request.getfixturevalue(secret)
     leaked = sorted(name for name, output in outputs.items() if value in output)
     assert leaked == [], f"the {secret} is in the output of {leaked}"
+
+
+@pytest.mark.parametrize("name", ["first", "second", "expired", "other"])
+def test_no_tls_private_key_in_any_run_output(outputs, tls_pki, name):
+    marker = key_marker(tls_pki[name]["key"])
+    leaked = sorted(run for run, output in outputs.items() if marker in output)
+    assert leaked == [], f"the {name} TLS private key is in the output of {leaked}"
