@@ -45,6 +45,7 @@ STORIES = [
     "test_guards",
     "test_model_cache_keys",
     "test_lock",
+    "test_database_roles",
 ]
 
 
