@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import json
 import shlex
+import uuid
 from typing import Any
 
 import pytest
 from conftest import APP_UID, SECRETS_DIR, sha256
-from runs import DEPLOY, ansible_playbook, record, sh, steady_client
+from runs import (
+    DEPLOY,
+    INSUFFICIENT_PRIVILEGE,
+    ansible_playbook,
+    as_the_slot,
+    record,
+    sh,
+    steady_client,
+)
 
 SUPERUSER, OWNER, RUNTIME = "app", "app_owner", "app_runtime"
 PSQL = (
@@ -28,10 +37,13 @@ PSQL = (
     " psql -X -q -h /var/run/postgresql -U app -d app -At -v ON_ERROR_STOP=1"
     f" -v owner={OWNER} -v runtime={RUNTIME} -f -"
 )
-MARK = {"backend_extra_env": {"NICA_ROLES_MARK": "upgrade"}}
+# A new release each time (a host deployed by an earlier run of this module has served one).
+MARK = {"backend_extra_env": {"NICA_ROLES_MARK": uuid.uuid4().hex[:8]}}
 # What a host deployed before the roles had: the superuser owning everything, PUBLIC's
 # default rights on the database and the schema (PostgreSQL 17's), no owner or runtime role.
 BACK_TO_BEFORE_THE_ROLES = """
+SELECT count(*) = 2 AS have_roles FROM pg_roles WHERE rolname IN (:'owner', :'runtime') \\gset
+\\if :have_roles
 REASSIGN OWNED BY :"owner" TO CURRENT_USER;
 DROP OWNED BY :"owner";
 DROP OWNED BY :"runtime";
@@ -39,24 +51,8 @@ DROP ROLE :"owner", :"runtime";
 ALTER SCHEMA public OWNER TO pg_database_owner;
 GRANT USAGE ON SCHEMA public TO PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE app TO PUBLIC;
+\\endif
 """
-# Run in a serving slot with its own settings (DATABASE_URL, DATABASE_PASSWORD_FILE): the
-# role it connects as, then the SQLSTATE of the statement in argv[1] ("ok" if it ran).
-AS_THE_SLOT = """
-import sys
-from sqlalchemy import text
-from src.database.session import create_engine_from_settings
-from src.settings import Settings
-with create_engine_from_settings(Settings.from_env()).connect() as connection:
-    print(connection.execute(text("SELECT current_user")).scalar())
-    try:
-        connection.execute(text(sys.argv[1]))
-        print("ok")
-    except Exception as error:
-        print(getattr(getattr(error, "orig", None), "sqlstate", None) or type(error).__name__)
-    connection.rollback()
-"""
-INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def psql(host: Any, sql: str) -> str:
@@ -75,14 +71,6 @@ def slot_users(host: Any) -> list[str]:
 
 def document_ids(host: Any) -> list[int]:
     return [int(line) for line in psql(host, "SELECT id FROM documents ORDER BY id").split()]
-
-
-def as_the_slot(host: Any, container: str, statement: str) -> list[str]:
-    out = sh(
-        host,
-        f"docker exec {container} python -c {shlex.quote(AS_THE_SLOT)} {shlex.quote(statement)}",
-    )
-    return out.split()
 
 
 def back_to_before_the_roles(host: Any) -> None:
@@ -116,10 +104,17 @@ def upgrade(host: Any) -> dict[str, Any]:
             " WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'",
         ),
         "documents": document_ids(host),
+        "release": record(host)["release"],
     }
     with steady_client(host, "database-roles") as client:
         run = ansible_playbook("database-roles-upgrade", "-e", json.dumps(MARK), DEPLOY)
-    return {"before": before, "run": run, "client": client, "documents": document_ids(host)}
+    return {
+        "before": before,
+        "run": run,
+        "client": client,
+        "documents": document_ids(host),
+        "release": record(host)["release"],
+    }
 
 
 def test_the_host_starts_from_before_the_roles(upgrade):
@@ -133,6 +128,9 @@ def test_the_upgrade_deploy_succeeds(upgrade):
     run = upgrade["run"]
     assert run.rc == 0, f"the deploy onto the roles failed:\n{run.tail()}"
     assert run.recap()["failed"] == 0, run
+    assert upgrade["release"] != upgrade["before"]["release"], (
+        f"no new release was rolled out: {upgrade['release']} served before and after"
+    )
 
 
 def test_the_upgrade_fails_no_request(upgrade):
