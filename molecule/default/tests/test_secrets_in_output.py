@@ -1,8 +1,10 @@
 """No secret in what any run of the day-2 stories printed: not the Hugging Face token, not
-a model cache key (the inventory's, nor the one rotated to and back from). Several of those
-runs are -vvv --diff, the most an operator can ask Ansible to print."""
+a model cache key (the inventory's, nor the one rotated to and back from), not a database
+role's password. Several of those runs are -vvv --diff, the most an operator can ask
+Ansible to print."""
 
 import pytest
+from conftest import SECRETS_DIR
 from runs import RUNS
 
 
@@ -22,3 +24,24 @@ def test_no_secret_in_any_run_output(request, outputs, secret):
     value = request.getfixturevalue(secret)
     leaked = sorted(name for name, output in outputs.items() if value in output)
     assert leaked == [], f"the {secret} is in the output of {leaked}"
+
+
+DATABASE_PASSWORDS = ["postgres_password", "database_owner_password", "database_runtime_password"]
+
+
+@pytest.fixture(scope="module")
+def database_passwords(host) -> dict[str, str]:
+    """Each database role's password as the host holds it now (test_database_roles made the
+    owner's and the runtime's again: the runs from then on are the ones they can be in)."""
+    return {
+        name: host.file(f"{SECRETS_DIR}/{name}").content_string.strip()
+        for name in DATABASE_PASSWORDS
+    }
+
+
+@pytest.mark.parametrize("name", DATABASE_PASSWORDS)
+def test_no_database_password_in_any_run_output(outputs, database_passwords, name):
+    value = database_passwords[name]
+    assert len(value) >= 32, f"{name} is not on the host"
+    leaked = sorted(run for run, output in outputs.items() if value in output)
+    assert leaked == [], f"the {name} is in the output of {leaked}"
