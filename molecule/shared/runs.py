@@ -494,3 +494,33 @@ class Prometheus:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+
+
+# Run in a backend slot with the slot's own settings (DATABASE_URL, DATABASE_PASSWORD_FILE):
+# the role it connects as, then the SQLSTATE of the statement in argv[1] ("ok" if it ran).
+AS_THE_SLOT = """
+import sys
+from sqlalchemy import text
+from src.database.session import create_engine_from_settings
+from src.settings import Settings
+with create_engine_from_settings(Settings.from_env()).connect() as connection:
+    print(connection.execute(text("SELECT current_user")).scalar())
+    try:
+        connection.execute(text(sys.argv[1]))
+        print("ok")
+    except Exception as error:
+        print(getattr(getattr(error, "orig", None), "sqlstate", None) or type(error).__name__)
+    connection.rollback()
+"""
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
+
+
+def as_the_slot(host: Any, container: str, statement: str) -> tuple[str, str]:
+    """`statement` run in a backend container as the database role it connects as:
+    (that role, the SQLSTATE it failed with or "ok"); rolled back either way."""
+    out = sh(
+        host,
+        f"docker exec {container} python -c {shlex.quote(AS_THE_SLOT)} {shlex.quote(statement)}",
+    )
+    user, outcome = out.split()
+    return user, outcome

@@ -48,6 +48,7 @@ STORIES = [
     "test_guards",
     "test_model_cache_keys",
     "test_lock",
+    "test_database_roles",
     # Last: it leaves TLS on (a later deploy without its variables would turn it off).
     "test_tls",
 ]

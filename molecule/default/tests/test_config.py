@@ -14,7 +14,7 @@ def test_stack_env_content_and_mode(host, local_vars, token, release):
     for expected in (
         f"HF_MODEL_REPOS={repos}",
         "HF_REVISION=main",
-        "DATABASE_URL=postgresql+psycopg://app@postgres:5432/app",
+        "DATABASE_URL=postgresql+psycopg://app_runtime@postgres:5432/app",
         "RUN_DB_MIGRATIONS=0",
     ):
         assert expected in lines, f"stack.env lacks {expected!r}"

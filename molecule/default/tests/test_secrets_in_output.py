@@ -1,11 +1,11 @@
 """No secret in what any run of the day-2 stories printed: not the Hugging Face token, not
 a model cache key (the inventory's, nor the one rotated to and back from), not an API key
 (the inventory's two, nor the read key test_redeploy rotates to), not a TLS private key of
-test_tls (deployed, rotated to, refused). Several of those
+test_tls (deployed, rotated to, refused), not a database role's password. Several of those
 runs are -vvv --diff, the most an operator can ask Ansible to print."""
 
 import pytest
-from conftest import key_marker
+from conftest import SECRETS_DIR, key_marker
 from runs import RUNS
 
 
@@ -38,3 +38,24 @@ def test_no_tls_private_key_in_any_run_output(outputs, tls_pki, name):
     marker = key_marker(tls_pki[name]["key"])
     leaked = sorted(run for run, output in outputs.items() if marker in output)
     assert leaked == [], f"the {name} TLS private key is in the output of {leaked}"
+
+
+DATABASE_PASSWORDS = ["postgres_password", "database_owner_password", "database_runtime_password"]
+
+
+@pytest.fixture(scope="module")
+def database_passwords(host) -> dict[str, str]:
+    """Each database role's password as the host holds it now (test_database_roles made the
+    owner's and the runtime's again: the runs from then on are the ones they can be in)."""
+    return {
+        name: host.file(f"{SECRETS_DIR}/{name}").content_string.strip()
+        for name in DATABASE_PASSWORDS
+    }
+
+
+@pytest.mark.parametrize("name", DATABASE_PASSWORDS)
+def test_no_database_password_in_any_run_output(outputs, database_passwords, name):
+    value = database_passwords[name]
+    assert len(value) >= 32, f"{name} is not on the host"
+    leaked = sorted(run for run, output in outputs.items() if value in output)
+    assert leaked == [], f"the {name} is in the output of {leaked}"

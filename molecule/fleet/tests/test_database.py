@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fleet import ADDRESS, BACKENDS, CANARY, DATABASE, SECOND, search, store
-from runs import sh
+from runs import INSUFFICIENT_PRIVILEGE, as_the_slot, sh
 
 
 def reachable(host: Any, address: str, port: int = 5432) -> bool:
@@ -57,3 +57,113 @@ def test_the_database_port_is_closed_on_the_database_hosts_other_addresses(hosts
 @pytest.mark.parametrize("host", BACKENDS)
 def test_the_backend_hosts_publish_no_database_port(hosts, host):
     assert not reachable(hosts[DATABASE], ADDRESS[host]), f"{host} answers on 5432"
+
+
+# Least privilege (roles/database, tasks_from: roles): the backend hosts hold the runtime
+# role's password (the canary the owner's too), never the superuser's.
+RUNTIME = "app_runtime"
+PSQL = (
+    "docker exec -i nica-postgres-1 psql -X -q -h /var/run/postgresql -U app -d app -At"
+    f" -v ON_ERROR_STOP=1 -v runtime={RUNTIME} -f -"
+)
+
+
+def psql(host: Any, sql: str) -> list[str]:
+    """SQL as the superuser on the database host, on psql's stdin (:'runtime' names the
+    runtime role); the rows, columns split on |."""
+    return sh(host, f"printf '%s\\n' {shlex.quote(sql)} | {PSQL}").split()
+
+
+def test_the_backend_hosts_connect_as_the_runtime_role(hosts):
+    for backend in BACKENDS:  # a connection from each, whatever its pool holds now
+        search(hosts[backend], "lighthouses", 1)
+    rows = psql(
+        hosts[DATABASE],
+        "SELECT DISTINCT host(client_addr), usename FROM pg_stat_activity"
+        " WHERE client_addr IS NOT NULL",
+    )
+    # By role, not by address: what a published port shows as the source is Docker's to choose.
+    connections = sorted(tuple(row.split("|")) for row in rows)
+    assert connections and {user for _, user in connections} == {RUNTIME}, (
+        f"(address, role) of the connections to the database: {connections}"
+    )
+
+
+def test_the_runtime_role_is_no_superuser_and_in_no_server_role(hosts):
+    row = psql(
+        hosts[DATABASE],
+        "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls,"
+        " pg_has_role(:'runtime', 'pg_execute_server_program', 'MEMBER'),"
+        " pg_has_role(:'runtime', 'pg_read_server_files', 'MEMBER'),"
+        " pg_has_role(:'runtime', 'pg_write_server_files', 'MEMBER'),"
+        " has_schema_privilege(:'runtime', 'public', 'CREATE')"
+        " FROM pg_roles WHERE rolname = :'runtime'",
+    )
+    assert row == ["|".join(["f"] * 8)], f"{RUNTIME} has more than row access: {row}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "statement",
+    ["CREATE TABLE nica_probe (id int)", "COPY (SELECT 1) TO PROGRAM 'true'"],
+    ids=["create-table", "copy-to-program"],
+)
+def test_the_serving_slot_cannot(hosts, backend, statement):
+    slot = json.loads(hosts[backend].file("/opt/nica/state/release.json").content_string)["slot"]
+    container = f"nica-backend-{slot}-1"
+    user, outcome = as_the_slot(hosts[backend], container, statement)
+    assert user == RUNTIME, f"{container} on {backend} connects as {user}, not {RUNTIME}"
+    assert outcome == INSUFFICIENT_PRIVILEGE, (
+        f"{statement!r} as {user} on {backend}: {outcome}, expected permission denied"
+    )
+
+
+@pytest.fixture(scope="module")
+def superuser_scan(hosts) -> dict[str, Any]:
+    """Every file under the trees a deploy writes to or Docker keeps a container's files in,
+    on each backend host, searched for the superuser's password (read on the database
+    host): the files holding it, and how many files were read."""
+    password = hosts[DATABASE].file("/opt/nica/compose/secrets/postgres_password").content_string
+    assert len(password.strip()) >= 32, "the superuser's password file is not there"
+    script = (
+        "import json, os, sys\n"
+        "needle, hits, read = sys.argv[1].strip().encode(), [], 0\n"
+        "tops = ['/opt', '/etc', '/root', '/home', '/tmp', '/var/tmp', '/var/log', '/run',\n"
+        "        '/var/lib/docker/containers', '/var/lib/docker/volumes']\n"
+        "for top in tops:\n"
+        "    for folder, _, files in os.walk(top):\n"
+        "        for name in files:\n"
+        "            path = os.path.join(folder, name)\n"
+        "            try:\n"
+        "                if os.path.islink(path) or not os.path.isfile(path):\n"
+        "                    continue\n"
+        "                with open(path, 'rb') as f:\n"
+        "                    found = needle in f.read()\n"
+        "            except OSError:\n"
+        "                continue\n"
+        "            read += 1\n"
+        "            if found:\n"
+        "                hits.append(path)\n"
+        "print(json.dumps({'hits': hits, 'read': read}))\n"
+    )
+    return {
+        backend: json.loads(
+            hosts[backend].check_output(f"python3 -c {shlex.quote(script)} {shlex.quote(password)}")
+        )
+        for backend in BACKENDS
+    }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_superuser_password_is_on_no_backend_host(superuser_scan, backend):
+    scan = superuser_scan[backend]
+    assert scan["read"] >= 1000, f"the scan of {backend} read only {scan['read']} files"
+    assert scan["hits"] == [], f"the superuser's password is on {backend} in {scan['hits']}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_the_canary_holds_the_owners_password(hosts, backend):
+    held = hosts[backend].file("/opt/nica/compose/secrets/database_owner_password").exists
+    assert held == (backend == CANARY), (
+        f"{backend} {'holds' if held else 'lacks'} the owner role's password"
+    )
