@@ -249,7 +249,9 @@ def test_the_tls_layer_only_publishes_https_beside_http_and_mounts_the_key_read_
     layer = load("docker-compose.tls.yml")
     assert list(layer["services"]) == ["proxy"], f"the TLS layer changes {list(layer['services'])}"
     proxy = layer["services"]["proxy"]
-    [plain] = host["services"]["proxy"]["ports"]
+    # The API's plain port (the metrics port is the host's other one).
+    plain = host["services"]["proxy"]["ports"][0]
+    assert plain.endswith(":8000"), plain
     [tls] = proxy["ports"]
     assert tls.split(":")[0] == plain.split(":")[0], f"HTTPS on {tls}, HTTP on {plain}"
     assert tls.endswith(":8443"), f"{tls}: not the container's 8443 (docker/proxy/tls.conf)"
