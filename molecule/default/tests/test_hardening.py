@@ -31,6 +31,7 @@ HARDENING: dict[str, dict[str, Any]] = {
 }
 API_PORT = "8000/tcp"
 TLS_PORT = "8443/tcp"
+METRICS_PORT = "9464/tcp"
 
 
 def _inspect(sh) -> list[dict[str, Any]]:
@@ -132,10 +133,13 @@ def test_only_the_proxy_publishes_and_on_the_configured_address(containers, loca
             continue
         # With TLS on (test_tls leaves it on), the proxy also publishes HTTPS, and then
         # mounts its key's directory (docker/docker-compose.tls.yml).
+        # And the slots' metrics (its metrics server), on their own address.
         tls = "/etc/nica-proxy-key" in [m.get("Destination") for m in container["Mounts"]]
-        expected = [API_PORT] + ([TLS_PORT] if tls else [])
+        expected = [API_PORT] + ([TLS_PORT] if tls else []) + [METRICS_PORT]
         assert sorted(bindings) == expected, f"{_name(container)} publishes {list(bindings)}"
-        for port in expected:
+        metrics_ips = sorted({b["HostIp"] for b in bindings[METRICS_PORT]})
+        assert metrics_ips == [str(local_vars["backend_metrics_publish_address"])], metrics_ips
+        for port in expected[:-1]:
             host_ips = sorted({b["HostIp"] for b in bindings[port]})
             assert host_ips == [address], (
                 f"{_name(container)} publishes {port} on {host_ips}, expected [{address!r}]"
