@@ -333,6 +333,15 @@ def serving(host: Any) -> str:
     return f"nica-backend-{record(host)['slot']}-1"
 
 
+def wait_for_file(host: Any, path: str, timeout: float = 60) -> bool:
+    """Whether a file a test client on the host writes when it ends is there, within the
+    timeout."""
+    deadline = time.monotonic() + timeout
+    while not host.file(path).exists and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return bool(host.file(path).exists)
+
+
 # Installed by prepare.yml.
 STEADY_CLIENT = "/usr/local/lib/steady_client.py"
 SLOW_UPLOAD = "/usr/local/lib/slow_upload.py"
@@ -390,9 +399,7 @@ def steady_client(
     finally:
         time.sleep(warmup_s)
         sh(host, "touch /run/steady-client.stop")
-        deadline = time.monotonic() + 60
-        while not host.file(out).exists and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_for_file(host, out)
         result.update(json.loads(host.file(out).content_string))
 
 
@@ -415,10 +422,8 @@ def slow_upload(host: Any, case: str) -> Iterator[dict[str, Any]]:
     try:
         yield result
     finally:
-        deadline = time.monotonic() + 60
-        while not host.file(out).exists and time.monotonic() < deadline:
-            time.sleep(0.5)
-        result.update(json.loads(host.file(out).content_string) if host.file(out).exists else {})
+        if wait_for_file(host, out):
+            result.update(json.loads(host.file(out).content_string))
 
 
 class Prometheus:
